@@ -1,0 +1,114 @@
+"""The two error types every decision reads.
+
+`ApiError` is what a client sees: an OpenAI-shaped JSON body with a status.
+`UpstreamError` is one failed provider attempt: retry, failover, circuit breaking,
+the final status code and the metrics all decide from its `reason`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import orjson
+
+Reason = Literal[
+    "timeout",
+    "connect",
+    "rate_limited",
+    "server_error",
+    "bad_response",
+    "stream_cut",
+    "circuit_open",
+    "client_error",
+    "auth_error",
+]
+
+# Which reasons make the router try again (same target later, or the next one).
+RETRYABLE: frozenset[str] = frozenset(
+    {
+        "timeout",
+        "connect",
+        "rate_limited",
+        "server_error",
+        "bad_response",
+        "circuit_open",
+        "auth_error",
+    }
+)
+
+
+def error_body(
+    message: str, type_: str, code: str | None = None, param: str | None = None
+) -> bytes:
+    error = {"message": message, "type": type_, "param": param, "code": code}
+    return orjson.dumps({"error": error})
+
+
+class ApiError(Exception):
+    """An error answered to the client in OpenAI's shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type_
+        self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+    def body(self) -> bytes:
+        return error_body(self.message, self.type, self.code, self.param)
+
+
+@dataclass
+class UpstreamError(Exception):
+    """One provider attempt that did not succeed."""
+
+    reason: Reason
+    message: str
+    status: int | None = None
+    retry_after_s: float | None = None
+    # For client_error: the OpenAI-shaped body to hand back as it came.
+    client_body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    @property
+    def retryable(self) -> bool:
+        return self.reason in RETRYABLE
+
+
+def classify_status(status: int) -> Reason:
+    """The reason for a non-2xx provider status, the same for every wire format."""
+    if status == 429:
+        return "rate_limited"
+    if status in (401, 403):
+        # Our provider key is wrong or lacks access: not the client's fault, try elsewhere.
+        return "auth_error"
+    if status == 408:
+        return "timeout"
+    if status >= 500:
+        return "server_error"
+    return "client_error"
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # HTTP-date form: rare for LLM APIs; treat as absent
+    return max(seconds, 0.0)

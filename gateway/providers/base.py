@@ -1,0 +1,78 @@
+"""What every provider adapter takes and gives.
+
+An adapter is pure: it turns our OpenAI-shaped request into the provider's HTTP request,
+and the provider's response, stream events and errors back into OpenAI's shapes, reading
+the token usage in the same pass so usage is never parsed twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gateway.config import ProviderConfig
+from gateway.errors import UpstreamError
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0  # part of input_tokens read from the provider's cache
+    cache_write_tokens: int = 0  # part of input_tokens written to the cache (Anthropic)
+
+
+@dataclass(frozen=True)
+class UpstreamRequest:
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class SSEEvent:
+    data: bytes
+    event: str | None = None
+
+
+class StreamTranslator(Protocol):
+    """Turns one provider stream into OpenAI `chat.completion.chunk` payloads."""
+
+    usage: Usage | None  # known once the provider has reported it
+    finished: bool  # the provider ended the stream properly
+    content_started: bool  # a content or tool-call delta has been seen (first token)
+
+    def feed(self, event: SSEEvent) -> list[bytes]:
+        """Payloads (the JSON after `data: `) to send the client for one event; raises
+        `UpstreamError` for an error event or a payload that cannot be read."""
+        ...
+
+
+class Adapter(Protocol):
+    def chat_request(
+        self, provider: ProviderConfig, model: str, body: Mapping[str, Any], stream: bool
+    ) -> UpstreamRequest:
+        """`body` is the client's OpenAI chat body (gateway-only fields removed)."""
+        ...
+
+    def chat_response(self, body: bytes, model: str) -> tuple[bytes, Usage | None]:
+        """An OpenAI `chat.completion` body and its usage; raises `UpstreamError`
+        (`bad_response`) when the body cannot be read."""
+        ...
+
+    def chat_stream(self, model: str, include_usage: bool) -> StreamTranslator:
+        """`include_usage`: the client asked for the usage chunk itself."""
+        ...
+
+    def embeddings_request(
+        self, provider: ProviderConfig, model: str, body: Mapping[str, Any]
+    ) -> UpstreamRequest:
+        """Raises `ApiError` 400 when the provider has no embeddings API."""
+        ...
+
+    def embeddings_response(self, body: bytes) -> tuple[bytes, Usage | None]: ...
+
+    def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+        """A non-2xx answer as one error; `client_body` is OpenAI-shaped."""
+        ...

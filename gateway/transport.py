@@ -1,0 +1,106 @@
+"""How an upstream request travels: over HTTP on the process's one pooled
+`ClientSession`, or in-process for the mock provider. The pipeline sees one
+`UpstreamResponse` shape either way, and every failure as an `UpstreamError`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
+
+import aiohttp
+
+from gateway.errors import UpstreamError
+from gateway.providers.base import UpstreamRequest
+
+
+class UpstreamResponse(Protocol):
+    status: int
+    headers: Mapping[str, str]
+
+    async def read(self) -> bytes: ...
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """Body bytes as they arrive; a cut connection raises `UpstreamError(stream_cut)`."""
+        ...
+
+    def release(self) -> None: ...
+
+
+class Transport(Protocol):
+    async def send(self, request: UpstreamRequest, connect_timeout_s: float) -> UpstreamResponse:
+        """Until the response headers; raises `UpstreamError` (connect, server_error)."""
+        ...
+
+
+class HttpResponse:
+    __slots__ = ("_release_slot", "_response", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse, release_slot: asyncio.Semaphore) -> None:
+        self._response = response
+        self._release_slot = release_slot
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers
+
+    async def read(self) -> bytes:
+        try:
+            return await self._response.read()
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise UpstreamError(
+                "stream_cut", f"provider connection broke: {type(exc).__name__}"
+            ) from None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise UpstreamError(
+                "stream_cut", f"provider stream broke: {type(exc).__name__}"
+            ) from None
+
+    def release(self) -> None:
+        if self._response is not None:
+            # close(), not release(): an unfinished body must not go back to the pool.
+            if self._response.content.at_eof():
+                self._response.release()
+            else:
+                self._response.close()
+            self._release_slot.release()
+            self._response = None  # type: ignore[assignment]
+
+
+class HttpTransport:
+    """One provider's HTTP client: a share of the process's pooled session, with at
+    most `max_connections` requests in flight."""
+
+    def __init__(self, session: aiohttp.ClientSession, max_connections: int) -> None:
+        self._session = session
+        self._slots = asyncio.Semaphore(max_connections)
+
+    async def send(self, request: UpstreamRequest, connect_timeout_s: float) -> HttpResponse:
+        await self._slots.acquire()
+        try:
+            response = await self._session.post(
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=connect_timeout_s, connect=connect_timeout_s
+                ),
+                allow_redirects=False,
+            )
+        except BaseException as exc:
+            self._slots.release()
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                raise UpstreamError(
+                    "connect", f"cannot connect to provider: {exc.strerror}"
+                ) from None
+            if isinstance(exc, (aiohttp.ConnectionTimeoutError, TimeoutError)):
+                raise UpstreamError("connect", "provider connect timed out") from None
+            if isinstance(exc, (aiohttp.ClientError, ConnectionError)):
+                raise UpstreamError(
+                    "server_error", f"provider closed the connection: {type(exc).__name__}"
+                ) from None
+            raise
+        return HttpResponse(response, self._slots)
