@@ -84,6 +84,12 @@ class ProviderConfig:
     idle_timeout_s: float = 60.0
     total_timeout_s: float = 600.0
     max_connections: int = 100
+    # Circuit breaker, one per target (provider + model).
+    breaker_consecutive_failures: int = 5
+    breaker_error_rate: float = 0.5
+    breaker_min_requests: int = 20
+    breaker_window_s: float = 30.0
+    breaker_cooldown_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,7 @@ class RouteConfig:
     backoff_initial_s: float = 0.1
     backoff_max_s: float = 2.0
     retry_after_max_s: float = 5.0
+    retry_budget_ratio: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -270,7 +277,16 @@ def _provider(t: Table, name: str) -> ProviderConfig:
         idle_timeout_s=t.number("idle_timeout_s", d.idle_timeout_s),
         total_timeout_s=t.number("total_timeout_s", d.total_timeout_s),
         max_connections=t.integer("max_connections", d.max_connections, minimum=1),
+        breaker_consecutive_failures=t.integer(
+            "breaker_consecutive_failures", d.breaker_consecutive_failures, minimum=1
+        ),
+        breaker_error_rate=t.number("breaker_error_rate", d.breaker_error_rate),
+        breaker_min_requests=t.integer("breaker_min_requests", d.breaker_min_requests, minimum=1),
+        breaker_window_s=t.number("breaker_window_s", d.breaker_window_s, minimum=0.1),
+        breaker_cooldown_s=t.number("breaker_cooldown_s", d.breaker_cooldown_s),
     )
+    if not 0 < cfg.breaker_error_rate <= 1:
+        raise t.loader.error(t.key("breaker_error_rate"), "must be in (0, 1]")
     t.done()
     return cfg
 
@@ -313,6 +329,7 @@ def _models(
             backoff_initial_s=r.number("backoff_initial_s", d.backoff_initial_s),
             backoff_max_s=r.number("backoff_max_s", d.backoff_max_s),
             retry_after_max_s=r.number("retry_after_max_s", d.retry_after_max_s),
+            retry_budget_ratio=r.number("retry_budget_ratio", d.retry_budget_ratio),
         )
         r.done()
     return routes

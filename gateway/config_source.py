@@ -138,6 +138,8 @@ class Table:
 
     def _typed(self, name: str, default: Any, types: tuple[type, ...], label: str) -> Any:
         value = self.raw(name, default)
+        if value is None and default is None:
+            return None
         if isinstance(value, Interpolated):
             value = _coerce(value.text, types)
             if value is None:

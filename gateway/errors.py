@@ -57,8 +57,10 @@ class ApiError(Exception):
         code: str | None = None,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        details: dict[str, object] | None = None,
     ) -> None:
         super().__init__(message)
+        self.details = details
         self.status = status
         self.message = message
         self.type = type_
@@ -67,7 +69,16 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def body(self) -> bytes:
-        return error_body(self.message, self.type, self.code, self.param)
+        if not self.details:
+            return error_body(self.message, self.type, self.code, self.param)
+        error = {
+            "message": self.message,
+            "type": self.type,
+            "param": self.param,
+            "code": self.code,
+            **self.details,
+        }
+        return orjson.dumps({"error": error})
 
 
 @dataclass

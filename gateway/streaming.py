@@ -13,17 +13,22 @@ class SSEReader:
     """Splits a byte stream into events, whatever the chunk boundaries.
 
     Follows the SSE spec: CR, LF or CRLF line ends; `data:` lines joined by LF; lines
-    starting with `:` are comments; `id` and `retry` are ignored.
+    starting with `:` are comments; `id` and `retry` are ignored; an event not ended by
+    a blank line when the stream stops is incomplete and never dispatched.
     """
 
-    __slots__ = ("_buffer", "_data", "_event")
+    __slots__ = ("_buffer", "_data", "_event", "_started")
 
     def __init__(self) -> None:
         self._buffer = b""
         self._data: list[bytes] = []
         self._event: str | None = None
+        self._started = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if not self._started:
+            self._started = bool(chunk)
+            chunk = chunk.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM may open the stream
         buffer = self._buffer + chunk if self._buffer else chunk
         if b"\r" in buffer:
             # A CR at the very end may be the first half of a CRLF: keep it for later.
@@ -52,10 +57,6 @@ class SSEReader:
             elif name == b"event":
                 self._event = value.decode("utf-8", "replace")
         return events
-
-    def close(self) -> list[SSEEvent]:
-        """Events left when the stream ends without a final blank line."""
-        return self.feed(b"\n\n") if (self._buffer or self._data) else []
 
 
 def sse_data(payload: bytes) -> bytes:

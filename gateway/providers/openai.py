@@ -22,11 +22,14 @@ def usage_from_openai(raw: Any) -> Usage | None:
         return None
     details = raw.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    return Usage(
-        input_tokens=int(raw.get("prompt_tokens") or 0),
-        output_tokens=int(raw.get("completion_tokens") or 0),
-        cached_input_tokens=int(cached or 0),
-    )
+    try:
+        return Usage(
+            input_tokens=int(raw.get("prompt_tokens") or 0),
+            output_tokens=int(raw.get("completion_tokens") or 0),
+            cached_input_tokens=int(cached or 0),
+        )
+    except (TypeError, ValueError):
+        raise UpstreamError("bad_response", "provider usage is not a number") from None
 
 
 def _loads(body: bytes, what: str) -> Any:
@@ -63,9 +66,14 @@ class OpenAIStream:
                 "server_error", f"provider stream error: {err.get('message', '')}"[:300]
             )
         choices = chunk.get("choices")
+        if choices is not None and not isinstance(choices, list):
+            raise UpstreamError("bad_response", "provider stream chunk has bad choices")
         if not self.content_started and choices:
-            delta = choices[0].get("delta") or {}
-            if delta.get("content") or delta.get("tool_calls") or choices[0].get("finish_reason"):
+            first = choices[0]
+            delta = first.get("delta") if isinstance(first, dict) else None
+            if not isinstance(delta, dict):
+                raise UpstreamError("bad_response", "provider stream chunk has no delta")
+            if delta.get("content") or delta.get("tool_calls") or first.get("finish_reason"):
                 self.content_started = True
         usage = chunk.get("usage")
         if usage:

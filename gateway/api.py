@@ -1,0 +1,223 @@
+"""`/v1/*` for applications: authenticate, read and check the body, plan the route,
+and hand over to the pipeline. Also the health endpoints and the error middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway import pipeline
+from gateway.appkeys import METRICS, OUTCOME, RUNTIME, TELEMETRY
+from gateway.config import ClientKey
+from gateway.errors import ApiError, error_body
+from gateway.routing import plan_model_route
+from gateway.runtime import Runtime
+from gateway.telemetry import Outcome
+
+log = logging.getLogger("gateway.api")
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+GATEWAY_FIELDS = ("prompt_variables",)  # ours: never sent upstream
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json_error(error: ApiError) -> web.Response:
+    return web.Response(
+        status=error.status,
+        body=error.body(),
+        content_type="application/json",
+        headers=error.headers,
+    )
+
+
+@web.middleware
+async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, in-flight gauge, errors in OpenAI's shape (never a traceback), and
+    one telemetry record per API request."""
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if _SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+    outcome = Outcome(request_id, method=request.method, path=request.path)
+    request[OUTCOME] = outcome
+    app = request.app
+    is_api = request.path.startswith("/v1/")
+    metrics = app[METRICS]
+    metrics.inflight.inc()
+    response: web.StreamResponse | None = None
+    try:
+        response = await handler(request)
+    except ApiError as error:
+        response = _json_error(error)
+    except web.HTTPException as exc:
+        message = "Unknown path." if exc.status == 404 else exc.reason
+        response = _json_error(
+            ApiError(
+                exc.status,
+                f"{message} ({request.method} {request.path})",
+                code="unknown_url" if exc.status == 404 else None,
+            )
+        )
+    except asyncio.CancelledError:
+        outcome.status = outcome.status if outcome.status == 499 else 499
+        outcome.error = outcome.error or "client_disconnected"
+        raise
+    except Exception:
+        log.exception("unexpected error serving %s %s", request.method, request.path)
+        response = web.Response(
+            status=500,
+            content_type="application/json",
+            body=error_body(
+                "The gateway failed to serve this request.", "api_error", "internal_error"
+            ),
+        )
+    finally:
+        metrics.inflight.dec()
+        if is_api:
+            if outcome.status == 0 and response is not None:
+                outcome.status = response.status
+            app[TELEMETRY].record(outcome, app[RUNTIME].current.config.pricing)
+    if not response.prepared:
+        response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def authenticate(request: web.Request, runtime: Runtime) -> ClientKey | None:
+    """The client key on the request; None for an anonymous caller where allowed."""
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    if token:
+        key = runtime.keys.find(token)
+        if key is not None:
+            request[OUTCOME].key = key.name
+            return key
+    if runtime.config.server.allow_unauthenticated:
+        return None
+    message = (
+        "Incorrect API key provided."
+        if token
+        else "Missing API key: send Authorization: Bearer <key>."
+    )
+    raise ApiError(401, message, code="invalid_api_key")
+
+
+async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object; 413 past `limit` bytes, read no further."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, f"Request body is larger than {limit} bytes.", code="request_too_large")
+    body = bytearray()
+    while chunk := await request.content.readany():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(
+                413, f"Request body is larger than {limit} bytes.", code="request_too_large"
+            )
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"The body is not valid JSON: {exc}.", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "The body must be a JSON object.", code="invalid_json")
+    return data
+
+
+def _field(
+    body: dict[str, Any],
+    name: str,
+    kind: type | tuple[type, ...],
+    what: str,
+    required: bool = False,
+) -> Any:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise ApiError(
+                400,
+                f"Missing required parameter: '{name}'.",
+                param=name,
+                code="missing_required_parameter",
+            )
+        return None
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ApiError(400, f"'{name}' must be {what}.", param=name, code="invalid_type")
+    return value
+
+
+def _new_call(
+    request: web.Request, runtime: Runtime, body: dict[str, Any], key: ClientKey | None
+) -> pipeline.Call:
+    model = _field(body, "model", str, "a string", required=True)
+    plan = plan_model_route(runtime, model, key)
+    outcome = request[OUTCOME]
+    outcome.route = plan.route.name
+    outcome.prompt, outcome.version = plan.prompt, plan.version
+    upstream_body = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
+    deadline = asyncio.get_running_loop().time() + runtime.config.server.request_timeout_s
+    return pipeline.Call(runtime, plan, upstream_body, outcome, request.app[METRICS], deadline)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME].current
+    key = authenticate(request, runtime)
+    body = await read_json(request, runtime.config.server.max_body_bytes)
+    messages = _field(body, "messages", list, "an array of messages", required=True)
+    if not messages:
+        raise ApiError(400, "'messages' must not be empty.", param="messages", code="invalid_value")
+    stream = bool(_field(body, "stream", bool, "true or false"))
+    _field(body, "prompt_variables", dict, "an object")
+    call = _new_call(request, runtime, body, key)
+    call.outcome.stream = stream
+    return await pipeline.chat(request, call, stream)
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME].current
+    key = authenticate(request, runtime)
+    body = await read_json(request, runtime.config.server.max_body_bytes)
+    _field(body, "input", (str, list), "a string or an array", required=True)
+    return await pipeline.embeddings(_new_call(request, runtime, body, key))
+
+
+async def list_models(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME].current
+    key = authenticate(request, runtime)
+    names = [*runtime.config.models, *(f"prompt:{p}" for p in runtime.config.prompts)]
+    data = [
+        {"id": name, "object": "model", "created": 0, "owned_by": "gateway"}
+        for name in names
+        if key is None or key.allows(name)
+    ]
+    return web.json_response({"object": "list", "data": data}, dumps=_dumps)
+
+
+async def unknown_v1(request: web.Request) -> web.Response:
+    raise ApiError(404, f"Unknown path: {request.method} {request.path}.", code="unknown_url")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME].current
+    return web.json_response(
+        {"status": "ready", "config": runtime.config.hash, "store": "embedded"}
+    )
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_route("*", "/v1/{tail:.*}", unknown_v1)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)

@@ -1,0 +1,50 @@
+"""Wiring only: build the aiohttp application from a config."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway import __version__
+from gateway.api import add_routes, gateway_middleware
+from gateway.appkeys import METRICS, RUNTIME, TELEMETRY
+from gateway.config import GatewayConfig
+from gateway.metrics import Metrics
+from gateway.runtime import PartsCache, RuntimeHolder, build_runtime
+from gateway.telemetry import Telemetry
+
+
+def create_app(config: GatewayConfig) -> web.Application:
+    # Body size is enforced per request from the live config (see api.read_json).
+    app = web.Application(middlewares=[gateway_middleware], client_max_size=2**31)
+    metrics = Metrics()
+    app[METRICS] = metrics
+    app[TELEMETRY] = Telemetry(metrics, config.logging.access_log)
+    app.cleanup_ctx.append(_runtime(config))
+    add_routes(app)
+    if config.metrics.enabled:
+        app.router.add_get("/metrics", _metrics_page)
+    return app
+
+
+def _runtime(config: GatewayConfig) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        # The process's one pooled client session, shared by every HTTP provider.
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60),
+            headers={"User-Agent": f"llm-gateway/{__version__}"},
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        app[RUNTIME] = RuntimeHolder(build_runtime(config, PartsCache(session)))
+        yield
+        await session.close()
+
+    return ctx
+
+
+async def _metrics_page(request: web.Request) -> web.Response:
+    page = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=page, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,154 @@
+"""The `gateway` command: serve, check-config, keys, mock-provider."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import logging.handlers
+import queue
+import secrets
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.config import GatewayConfig, load_config
+from gateway.config_source import ConfigError
+from gateway.telemetry import JsonLineHandler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", default="config/gateway.toml")
+    serve.add_argument("--host", help="override server.host")
+    serve.add_argument("--port", type=int, help="override server.port")
+
+    check = commands.add_parser("check-config", help="validate a config file")
+    check.add_argument("file")
+
+    keys = commands.add_parser("keys", help="client keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_commands.add_parser("create", help="make a new client key")
+    create.add_argument("--name", required=True)
+    create.add_argument("--routes", help="comma-separated routes this key may use")
+
+    mock = commands.add_parser("mock-provider", help="run a fake OpenAI/Anthropic upstream")
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=9100)
+    mock.add_argument("--latency-ms", type=int, default=0)
+    mock.add_argument("--error-rate", type=float, default=0.0)
+    mock.add_argument("--chunk-delay-ms", type=int, default=0)
+    mock.add_argument("--seed", type=int)
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args.config, args.host, args.port)
+    if args.command == "check-config":
+        return _check(args.file)
+    if args.command == "keys":
+        return _create_key(args.name, args.routes)
+    return _mock_provider(args)
+
+
+def _load(path: str) -> GatewayConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return None
+
+
+def _check(path: str) -> int:
+    config = _load(path)
+    if config is None:
+        return 1
+    print(
+        f"{path}: ok (hash {config.hash}; {len(config.models)} routes, "
+        f"{len(config.providers)} providers, {len(config.prompts)} prompts)"
+    )
+    return 0
+
+
+def setup_logging(level: str) -> logging.handlers.QueueListener:
+    """JSON lines on stdout, written by a thread so the event loop never blocks on I/O."""
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, JsonLineHandler(sys.stdout))
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(records)]
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").disabled = True
+    listener.start()
+    return listener
+
+
+def _serve(path: str, host: str | None, port: int | None) -> int:
+    config = _load(path)
+    if config is None:
+        return 2
+    listener = setup_logging(config.logging.level)
+    log = logging.getLogger("gateway")
+    bind_host, bind_port = host or config.server.host, port or config.server.port
+    log.info(
+        "gateway listening on http://%s:%d (config %s, hash %s)",
+        bind_host,
+        bind_port,
+        path,
+        config.hash,
+    )
+    try:
+        web.run_app(
+            create_app(config),
+            host=bind_host,
+            port=bind_port,
+            access_log=None,
+            print=None,
+            handler_cancellation=True,
+            backlog=4096,
+            shutdown_timeout=config.server.drain_timeout_s,
+            loop=_new_loop(),
+        )
+    finally:
+        listener.stop()
+    return 0
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def _create_key(name: str, routes: str | None) -> int:
+    token = "gw-" + secrets.token_urlsafe(32)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    print(f"New key for {name} (shown once, store it now):\n\n    {token}\n")
+    print("Add to the config file:\n")
+    print("[[keys]]")
+    print(f'name = "{name}"')
+    print(f'sha256 = "{digest}"')
+    if routes:
+        listed = ", ".join(f'"{r.strip()}"' for r in routes.split(",") if r.strip())
+        print(f"routes = [{listed}]")
+    return 0
+
+
+def _mock_provider(args: argparse.Namespace) -> int:
+    from gateway.mock_server import MockServerOptions, run_mock_server
+
+    options = MockServerOptions(
+        latency_ms=args.latency_ms,
+        error_rate=args.error_rate,
+        chunk_delay_ms=args.chunk_delay_ms,
+        seed=args.seed,
+    )
+    run_mock_server(args.host, args.port, options)
+    return 0

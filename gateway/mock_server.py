@@ -1,0 +1,411 @@
+"""A standalone fake upstream: a real HTTP server speaking OpenAI's and Anthropic's wire
+formats, for the demo, the tests and the benchmark.
+
+Answers and faults come from `gateway.providers.mock`: the same messages always give the
+same text, and the model name picks the behaviour (`slow=MS`, `chunk_delay=MS`,
+`error=STATUS`, `flaky`, `ratelimit=S`, `cut`, `stall`, `words=N`), in both formats.
+Server-wide options add latency, a default chunk delay and a seeded random error rate.
+
+Tests read what reached the server from `app[MOCK_STATS]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import random
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import orjson
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from gateway.errors import error_body
+from gateway.providers.mock import (
+    MockBehaviour,
+    count_tokens,
+    embedding_vector,
+    openai_chunks,
+    openai_completion,
+    prompt_tokens,
+    reply_text,
+    split_words,
+)
+
+Wire = Literal["openai", "anthropic"]
+
+MOCK_MODELS: Final = ("mock-gpt", "mock-claude", "mock-embed", "slow=200+chunk_delay=20", "flaky")
+
+_ANTHROPIC_ERROR_TYPES: Final = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+_SSE_HEADERS: Final = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+
+
+@dataclass(frozen=True)
+class MockServerOptions:
+    latency_ms: int = 0  # added before every answer
+    error_rate: float = 0.0  # this fraction of requests answers 500
+    chunk_delay_ms: int = 0  # between stream events, unless the model name says otherwise
+    seed: int | None = None  # for the error-rate draws
+
+
+def _empty_headers() -> CIMultiDictProxy[str]:
+    return CIMultiDictProxy(CIMultiDict())
+
+
+@dataclass
+class MockStats:
+    """What reached the server. `last_*` is the last request other than /healthz."""
+
+    requests: Counter[str] = field(default_factory=Counter)  # by path
+    last_path: str = ""
+    last_headers: CIMultiDictProxy[str] = field(default_factory=_empty_headers)
+    last_body: Any = None  # the parsed JSON body, None when absent or unreadable
+
+    @property
+    def total(self) -> int:
+        return sum(self.requests.values())
+
+
+MOCK_STATS: Final = web.AppKey("mock_stats", MockStats)
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _error(wire: Wire, status: int, message: str, retry_after: str | None = None) -> web.Response:
+    if wire == "anthropic":
+        type_ = _ANTHROPIC_ERROR_TYPES.get(status, "api_error")
+        body = orjson.dumps({"type": "error", "error": {"type": type_, "message": message}})
+    else:
+        if status == 429:
+            type_ = "rate_limit_error"
+        elif status < 500:
+            type_ = "invalid_request_error"
+        else:
+            type_ = "api_error"
+        body = error_body(message, type_)
+    headers = {"Retry-After": retry_after} if retry_after else None
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+def _json(data: Any) -> web.Response:
+    return web.Response(body=orjson.dumps(data), content_type="application/json")
+
+
+def _system_text(system: Any) -> str:
+    if isinstance(system, str):
+        return system
+    if isinstance(system, list):
+        return " ".join(str(b.get("text", "")) for b in system if isinstance(b, dict))
+    return ""
+
+
+def _event(name: str, **fields: Any) -> bytes:
+    data = orjson.dumps({"type": name, **fields})
+    return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
+
+
+def _anthropic_message(
+    model: str, text: str, input_tokens: int, id_: str, done: bool = True
+) -> dict[str, Any]:
+    """A Messages answer; with `done=False`, the skeleton that `message_start` carries."""
+    return {
+        "id": id_,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": text}] if done else [],
+        "stop_reason": "end_turn" if done else None,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": input_tokens,
+            "output_tokens": count_tokens(text) if done else 1,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
+    }
+
+
+def _anthropic_events(
+    model: str, text: str, input_tokens: int, id_: str
+) -> tuple[list[bytes], int]:
+    """The framed events of a streamed Messages answer, and how many make half of it."""
+    words = split_words(text)
+    start = _anthropic_message(model, text, input_tokens, id_, done=False)
+    events = [
+        _event("message_start", message=start),
+        _event("content_block_start", index=0, content_block={"type": "text", "text": ""}),
+        _event("ping"),
+    ]
+    events += [
+        _event("content_block_delta", index=0, delta={"type": "text_delta", "text": w})
+        for w in words
+    ]
+    events += [
+        _event("content_block_stop", index=0),
+        _event(
+            "message_delta",
+            delta={"stop_reason": "end_turn", "stop_sequence": None},
+            usage={"output_tokens": count_tokens(text)},
+        ),
+        _event("message_stop"),
+    ]
+    return events, 3 + len(words) // 2
+
+
+def _drop_connection(request: web.Request) -> None:
+    # The response is then written to a closed transport, which aiohttp treats as a client
+    # disconnect: the client sees a broken connection (an incomplete chunked body).
+    if request.transport is not None:
+        request.transport.close()
+
+
+async def _wait_disconnect(request: web.Request) -> None:
+    # aiohttp has no disconnect callback for a handler that is not cancelled: poll.
+    while request.transport is not None and not request.transport.is_closing():  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+
+
+class _MockServer:
+    def __init__(self, options: MockServerOptions, stats: MockStats) -> None:
+        self.options = options
+        self.stats = stats
+        self.rng = random.Random(options.seed)
+        self.calls = itertools.count()
+        self.flaky_calls: Counter[str] = Counter()
+
+    def _record(self, request: web.Request, body: Any) -> None:
+        self.stats.requests[request.path] += 1
+        if request.path != "/healthz":
+            self.stats.last_path = request.path
+            self.stats.last_headers = request.headers
+            self.stats.last_body = body
+
+    async def _read(self, request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        self._record(request, body)
+        if not isinstance(body, dict):
+            raise _BadRequest("the request body must be a JSON object")
+        return body
+
+    async def _fault(
+        self, request: web.Request, wire: Wire, model: str, plan: MockBehaviour
+    ) -> web.StreamResponse | None:
+        """Waits as configured, then the fault response to answer, if any."""
+        delay_ms = self.options.latency_ms + plan.delay_ms
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
+        if self.options.error_rate > 0 and self.rng.random() < self.options.error_rate:
+            return _error(wire, 500, "mock random error")
+        if plan.flaky:
+            call = self.flaky_calls[model]
+            self.flaky_calls[model] += 1
+            if call % 2 == 0:
+                status = 529 if wire == "anthropic" else 503
+                return _error(wire, status, f"mock flaky error {status}")
+        if plan.error_status:
+            status = plan.error_status
+            retry = f"{plan.rate_limit_s or 1:g}" if status == 429 else None
+            return _error(wire, status, f"mock error {status}", retry)
+        if plan.rate_limit_s:
+            return _error(wire, 429, "mock rate limit", f"{plan.rate_limit_s:g}")
+        if plan.stall:
+            await _wait_disconnect(request)
+        if plan.cut or plan.stall:
+            _drop_connection(request)
+            return web.Response()
+        return None
+
+    async def _stream(
+        self, request: web.Request, events: list[bytes], half: int, plan: MockBehaviour
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers=_SSE_HEADERS)
+        await response.prepare(request)
+        broken = plan.cut or plan.stall
+        delay_ms = plan.chunk_delay_ms or self.options.chunk_delay_ms
+        try:
+            for i, event in enumerate(events[:half] if broken else events):
+                if i and delay_ms:
+                    await asyncio.sleep(delay_ms / 1000)
+                await response.write(event)
+        except ConnectionResetError:
+            return response
+        if plan.stall:
+            await _wait_disconnect(request)
+        if broken:
+            _drop_connection(request)
+        return response
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._chat(request, None)
+
+    async def azure_chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._chat(request, request.match_info["deployment"])
+
+    async def _chat(self, request: web.Request, deployment: str | None) -> web.StreamResponse:
+        try:
+            body = await self._read(request)
+            if deployment is not None and not request.query.get("api-version"):
+                raise _BadRequest("missing required query parameter: api-version")
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages:
+                raise _BadRequest("'messages' must be a non-empty list")
+        except _BadRequest as exc:
+            return _error("openai", 400, str(exc))
+        model = deployment or str(body.get("model", ""))
+        plan = MockBehaviour.from_model(model)
+        stream = bool(body.get("stream"))
+        fault = await self._fault(request, "openai", model, plan if not stream else _no_break(plan))
+        if fault is not None:
+            return fault
+        id_ = f"chatcmpl-mock{next(self.calls)}"
+        text = reply_text(messages, plan.words)
+        tokens = prompt_tokens(messages)
+        if not stream:
+            return _json(openai_completion(model, text, tokens, id_))
+        options = body.get("stream_options")
+        usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        payloads = openai_chunks(model, text, tokens, id_, usage)
+        events = [b"data: " + p + b"\n\n" for p in payloads] + [b"data: [DONE]\n\n"]
+        return await self._stream(request, events, 1 + len(split_words(text)) // 2, plan)
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self._embeddings(request, None)
+
+    async def azure_embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self._embeddings(request, request.match_info["deployment"])
+
+    async def _embeddings(self, request: web.Request, deployment: str | None) -> web.StreamResponse:
+        try:
+            body = await self._read(request)
+            if deployment is not None and not request.query.get("api-version"):
+                raise _BadRequest("missing required query parameter: api-version")
+            inputs = body.get("input")
+            if not isinstance(inputs, str | list) or not inputs:
+                raise _BadRequest("'input' must be a string or a non-empty list")
+        except _BadRequest as exc:
+            return _error("openai", 400, str(exc))
+        model = deployment or str(body.get("model", ""))
+        fault = await self._fault(request, "openai", model, MockBehaviour.from_model(model))
+        if fault is not None:
+            return fault
+        dims = body.get("dimensions")
+        dims = dims if isinstance(dims, int) and 0 < dims <= 32 else 8
+        items = inputs if isinstance(inputs, list) else [inputs]
+        vectors: list[Any] = [embedding_vector(str(x), dims) for x in items]
+        if body.get("encoding_format") == "base64":  # little-endian float32, as OpenAI does
+            vectors = [base64.b64encode(struct.pack(f"<{dims}f", *v)).decode() for v in vectors]
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        tokens = sum(count_tokens(str(x)) for x in items)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return _json({"object": "list", "data": data, "model": model, "usage": usage})
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await self._read(request)
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages:
+                raise _BadRequest("messages: field required (a non-empty list)")
+            if not isinstance(body.get("max_tokens"), int):
+                raise _BadRequest("max_tokens: field required")
+        except _BadRequest as exc:
+            return _error("anthropic", 400, str(exc))
+        model = str(body.get("model", ""))
+        plan = MockBehaviour.from_model(model)
+        stream = bool(body.get("stream"))
+        fault = await self._fault(
+            request, "anthropic", model, plan if not stream else _no_break(plan)
+        )
+        if fault is not None:
+            return fault
+        id_ = f"msg_mock{next(self.calls)}"
+        text = reply_text(messages, plan.words)
+        system = _system_text(body.get("system"))
+        tokens = prompt_tokens(messages) + (count_tokens(system) if system else 0)
+        if not stream:
+            return _json(_anthropic_message(model, text, tokens, id_))
+        events, half = _anthropic_events(model, text, tokens, id_)
+        return await self._stream(request, events, half, plan)
+
+    async def models(self, request: web.Request) -> web.StreamResponse:
+        self._record(request, None)
+        data = [
+            {"id": name, "object": "model", "created": 1700000000, "owned_by": "mock"}
+            for name in MOCK_MODELS
+        ]
+        return _json({"object": "list", "data": data})
+
+    async def healthz(self, request: web.Request) -> web.StreamResponse:
+        self._record(request, None)
+        return web.Response(text="ok")
+
+
+def _no_break(plan: MockBehaviour) -> MockBehaviour:
+    """The plan before headers for a stream: cut and stall happen mid-stream instead."""
+    return MockBehaviour(
+        delay_ms=plan.delay_ms,
+        error_status=plan.error_status,
+        flaky=plan.flaky,
+        rate_limit_s=plan.rate_limit_s,
+    )
+
+
+def create_mock_app(options: MockServerOptions | None = None) -> web.Application:
+    options = options or MockServerOptions()
+    stats = MockStats()
+    server = _MockServer(options, stats)
+    app = web.Application()
+    app[MOCK_STATS] = stats
+    azure = "/openai/deployments/{deployment}"
+    app.router.add_post("/v1/chat/completions", server.chat)
+    app.router.add_post(azure + "/chat/completions", server.azure_chat)
+    app.router.add_post("/v1/embeddings", server.embeddings)
+    app.router.add_post(azure + "/embeddings", server.azure_embeddings)
+    app.router.add_post("/v1/messages", server.messages)
+    app.router.add_get("/v1/models", server.models)
+    app.router.add_get("/healthz", server.healthz)
+    return app
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def run_mock_server(host: str, port: int, options: MockServerOptions) -> None:
+    """Serves the mock provider until interrupted."""
+
+    def announce(message: str, *_: Any, **__: Any) -> None:
+        # aiohttp's "======== Running on URL ========" line, with the real bound port.
+        where = message.splitlines()[0].strip("= ").removeprefix("Running on ")
+        print(f"mock provider listening on {where}", flush=True)
+
+    web.run_app(
+        create_mock_app(options),
+        host=host,
+        port=port,
+        loop=_new_loop(),
+        print=announce,
+        handler_cancellation=True,
+    )

@@ -1,0 +1,267 @@
+"""The request path after validation: try the plan's targets in order, with retries,
+circuit breakers and one deadline, then hand the answer to the client."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from gateway.config import Target
+from gateway.errors import ApiError, UpstreamError
+from gateway.metrics import Metrics
+from gateway.providers.base import Usage
+from gateway.relay import open_stream, relay_stream
+from gateway.resilience import retry_delay_s
+from gateway.routing import RoutePlan
+from gateway.runtime import ProviderRuntime, Runtime
+from gateway.telemetry import Outcome
+
+T = TypeVar("T")
+Attempt = Callable[[ProviderRuntime, Target, float], Awaitable[T]]
+
+
+@dataclass
+class Call:
+    """One client request on its way through the plan."""
+
+    runtime: Runtime
+    plan: RoutePlan
+    body: Mapping[str, Any]
+    outcome: Outcome
+    metrics: Metrics
+    deadline: float  # event-loop time
+
+    def gateway_headers(self, target: Target) -> dict[str, str]:
+        headers = {
+            "X-Gateway-Route": self.plan.route.name,
+            "X-Gateway-Provider": target.provider,
+            "X-Gateway-Model": target.model,
+            "X-Gateway-Attempts": str(self.outcome.attempts),
+        }
+        if self.plan.version:
+            headers["X-Gateway-Prompt-Version"] = self.plan.version
+        return headers
+
+
+async def chat(request: web.Request, call: Call, stream: bool) -> web.StreamResponse:
+    try:
+        return await _chat(request, call, stream)
+    except UpstreamError as error:  # the provider says the client's request is wrong
+        return _passed_back(call, error)
+
+
+async def embeddings(call: Call) -> web.Response:
+    try:
+        (raw, usage), target = await _try_targets(call, lambda p, t, s: _embed(call, p, t, s))
+    except UpstreamError as error:
+        return _passed_back(call, error)
+    return _answer(call, target, raw, usage)
+
+
+def _passed_back(call: Call, error: UpstreamError) -> web.Response:
+    call.outcome.status = error.status or 400
+    call.outcome.error = error.reason
+    target = Target(call.outcome.provider, call.outcome.model)
+    return web.Response(
+        status=call.outcome.status,
+        body=error.client_body,
+        content_type="application/json",
+        headers=call.gateway_headers(target),
+    )
+
+
+async def _chat(request: web.Request, call: Call, stream: bool) -> web.StreamResponse:
+    if not stream:
+        (raw, usage), target = await _try_targets(call, lambda p, t, s: _complete(call, p, t, s))
+        return _answer(call, target, raw, usage)
+    options = call.body.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    start, target = await _try_targets(
+        call, lambda p, t, s: open_stream(p, t, call.body, include_usage, s, call.outcome)
+    )
+    provider = call.runtime.providers[target.provider]
+    breaker = call.runtime.parts.breaker(provider.config, target.model)
+    return await relay_stream(
+        request,
+        start,
+        call.outcome,
+        call.gateway_headers(target),
+        provider,
+        target,
+        breaker,
+        call.metrics,
+        call.deadline,
+    )
+
+
+def _answer(call: Call, target: Target, raw: bytes, usage: Usage | None) -> web.Response:
+    call.outcome.status = 200
+    call.outcome.usage = usage
+    return web.Response(
+        body=raw, content_type="application/json", headers=call.gateway_headers(target)
+    )
+
+
+async def _complete(
+    call: Call, provider: ProviderRuntime, target: Target, timeout_s: float
+) -> tuple[bytes, Usage | None]:
+    request = provider.adapter.chat_request(provider.config, target.model, call.body, False)
+    raw = await _exchange(provider, request, timeout_s)
+    return provider.adapter.chat_response(raw, target.model)
+
+
+async def _embed(
+    call: Call, provider: ProviderRuntime, target: Target, timeout_s: float
+) -> tuple[bytes, Usage | None]:
+    request = provider.adapter.embeddings_request(provider.config, target.model, call.body)
+    raw = await _exchange(provider, request, timeout_s)
+    return provider.adapter.embeddings_response(raw)
+
+
+async def _exchange(provider: ProviderRuntime, request: Any, timeout_s: float) -> bytes:
+    try:
+        async with asyncio.timeout(timeout_s):
+            response = await provider.transport.send(request, provider.config.connect_timeout_s)
+            try:
+                raw = await response.read()
+            finally:
+                response.release()
+    except TimeoutError:
+        raise UpstreamError("timeout", f"no answer within {timeout_s:.3g}s") from None
+    if response.status >= 300:
+        raise provider.adapter.error(response.status, response.headers, raw)
+    return raw
+
+
+async def _try_targets(call: Call, attempt: Attempt[T]) -> tuple[T, Target]:
+    """Each target in plan order, each retried per the route's policy within the retry
+    budget; returns the first success. A client error ends the loop as it came."""
+    runtime, route, metrics, outcome = call.runtime, call.plan.route, call.metrics, call.outcome
+    loop = asyncio.get_running_loop()
+    budget = runtime.parts.budget(route.name, route.retry_budget_ratio)
+    budget.deposit()
+    failures: list[tuple[Target, UpstreamError]] = []
+    previous: Target | None = None
+    for target in call.plan.targets:
+        provider = runtime.providers[target.provider]
+        breaker = runtime.parts.breaker(provider.config, target.model)
+        if previous is not None:
+            metrics.failovers.labels(route.name, previous.provider, target.provider).inc()
+        previous = target
+        outcome.provider, outcome.model = target.provider, target.model
+        if not breaker.allow():
+            error = UpstreamError(
+                "circuit_open", "circuit open", retry_after_s=breaker.retry_after_s()
+            )
+            metrics.provider_errors.labels(target.provider, target.model, "circuit_open").inc()
+            failures.append((target, error))
+            continue
+        retry = 0
+        while True:
+            remaining = call.deadline - loop.time()
+            if remaining <= 0:
+                raise _exhausted(call, failures, deadline_passed=True)
+            outcome.attempts += 1
+            began = time.perf_counter()
+            try:
+                result = await attempt(
+                    provider, target, min(remaining, provider.config.total_timeout_s)
+                )
+            except UpstreamError as error:
+                spent = time.perf_counter() - began
+                outcome.upstream_s += spent
+                metrics.upstream_duration.labels(
+                    target.provider, target.model, error.reason
+                ).observe(spent)
+                breaker.on_failure(error)
+                metrics.circuit_state.labels(target.provider, target.model).set(breaker.state)
+                if error.reason == "client_error":
+                    raise
+                metrics.provider_errors.labels(target.provider, target.model, error.reason).inc()
+                failures.append((target, error))
+                delay = retry_delay_s(route, error, retry)
+                if (
+                    delay is None
+                    or retry >= route.retries_per_target
+                    or loop.time() + delay >= call.deadline
+                    or not budget.withdraw()
+                ):
+                    break
+                metrics.retries.labels(route.name, target.provider, target.model).inc()
+                retry += 1
+                await asyncio.sleep(delay)
+                if not breaker.allow():
+                    break
+                continue
+            except BaseException:
+                breaker.release_probe()
+                raise
+            spent = time.perf_counter() - began
+            outcome.upstream_s += spent
+            metrics.upstream_duration.labels(target.provider, target.model, "ok").observe(spent)
+            breaker.on_success()
+            metrics.circuit_state.labels(target.provider, target.model).set(breaker.state)
+            return result, target
+    raise _exhausted(call, failures, deadline_passed=loop.time() >= call.deadline)
+
+
+def _exhausted(
+    call: Call, failures: list[tuple[Target, UpstreamError]], deadline_passed: bool
+) -> ApiError:
+    attempts = [
+        {
+            "provider": t.provider,
+            "model": t.model,
+            "reason": e.reason,
+            "status": e.status,
+            "message": e.message,
+        }
+        for t, e in failures
+    ]
+    details: dict[str, object] = {"attempts": attempts}
+    call.outcome.error = failures[-1][1].reason if failures else "deadline"
+    if deadline_passed:
+        call.outcome.error = "deadline"
+        return ApiError(
+            504,
+            f"No answer within the request deadline "
+            f"({call.runtime.config.server.request_timeout_s:g}s).",
+            type_="timeout_error",
+            code="deadline_exceeded",
+            details=details,
+        )
+    reasons = {e.reason for _, e in failures}
+    waits = [e.retry_after_s for _, e in failures if e.retry_after_s]
+    retry_after = {"Retry-After": str(max(1, math.ceil(min(waits))))} if waits else {}
+    if reasons <= {"rate_limited", "circuit_open"} and "rate_limited" in reasons:
+        return ApiError(
+            429,
+            "Every target of this route is rate limited.",
+            type_="rate_limit_error",
+            code="rate_limited",
+            headers=retry_after or {"Retry-After": "1"},
+            details=details,
+        )
+    if reasons == {"circuit_open"}:
+        return ApiError(
+            503,
+            "Every target of this route is failing; try again later.",
+            type_="api_error",
+            code="circuit_open",
+            headers=retry_after or {"Retry-After": "1"},
+            details=details,
+        )
+    summary = "; ".join(f"{t.provider}/{t.model}: {e.reason}" for t, e in failures)
+    return ApiError(
+        502,
+        f"All targets failed ({summary}).",
+        type_="api_error",
+        code="upstream_failed",
+        details=details,
+    )

@@ -1,0 +1,182 @@
+"""Streaming answers: open a provider stream up to its first token (failover is still
+possible until then), then relay it to the client chunk by chunk, translating and
+reading usage on the way."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from gateway.config import Target
+from gateway.errors import UpstreamError
+from gateway.metrics import Metrics
+from gateway.providers.base import StreamTranslator
+from gateway.resilience import CircuitBreaker
+from gateway.runtime import ProviderRuntime
+from gateway.streaming import SSE_DONE, SSEReader, sse_error
+from gateway.telemetry import Outcome
+from gateway.transport import UpstreamResponse
+
+_SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+@dataclass
+class StreamStart:
+    """A provider stream that has produced its first token, not yet sent to the client."""
+
+    response: UpstreamResponse
+    chunks: AsyncIterator[bytes]
+    reader: SSEReader
+    translator: StreamTranslator
+    pending: list[bytes]
+
+
+def _feed(reader: SSEReader, translator: StreamTranslator, chunk: bytes | None) -> list[bytes]:
+    if chunk is None:
+        return []  # the stream ended; a half-received event is dropped (SSE spec)
+    events = reader.feed(chunk)
+    if len(events) == 1:
+        return translator.feed(events[0])
+    payloads: list[bytes] = []
+    for event in events:
+        payloads += translator.feed(event)
+    return payloads
+
+
+async def open_stream(
+    provider: ProviderRuntime,
+    target: Target,
+    body: Mapping[str, Any],
+    include_usage: bool,
+    timeout_s: float,
+    outcome: Outcome,
+) -> StreamStart:
+    adapter = provider.adapter
+    request = adapter.chat_request(provider.config, target.model, body, True)
+    wait_s = min(provider.config.first_token_timeout_s, timeout_s)
+    response: UpstreamResponse | None = None
+    try:
+        async with asyncio.timeout(wait_s):
+            response = await provider.transport.send(request, provider.config.connect_timeout_s)
+            if response.status >= 300:
+                raw = await response.read()
+                raise adapter.error(response.status, response.headers, raw)
+            reader, translator = SSEReader(), adapter.chat_stream(target.model, include_usage)
+            chunks = aiter(response.chunks())
+            pending: list[bytes] = []
+            while not (translator.content_started or translator.finished):
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    raise UpstreamError(
+                        "stream_cut", "provider ended the stream before the first token"
+                    ) from None
+                pending += _feed(reader, translator, chunk)
+        return StreamStart(response, chunks, reader, translator, pending)
+    except BaseException as exc:
+        if response is not None:
+            response.release()
+        if isinstance(exc, TimeoutError):
+            raise UpstreamError("timeout", f"no first token within {wait_s:.3g}s") from None
+        raise
+
+
+async def relay_stream(
+    request: web.Request,
+    start: StreamStart,
+    outcome: Outcome,
+    headers: dict[str, str],
+    provider: ProviderRuntime,
+    target: Target,
+    breaker: CircuitBreaker,
+    metrics: Metrics,
+    deadline: float,
+) -> web.StreamResponse:
+    """Send the stream on. After the first byte there is no failover: a failure ends the
+    stream with an error event and no [DONE], and counts as an error."""
+    translator, reader, chunks = start.translator, start.reader, start.chunks
+    response = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **headers})
+    outcome.status = 200
+    loop = asyncio.get_running_loop()
+    idle_s = provider.config.idle_timeout_s
+    try:
+        await response.prepare(request)
+        if start.pending:
+            await response.write(b"".join(b"data: " + p + b"\n\n" for p in start.pending))
+        if translator.content_started:
+            outcome.ttft_s = time.perf_counter() - outcome.started
+        try:
+            async with asyncio.timeout(min(loop.time() + idle_s, deadline)) as timer:
+                while not translator.finished:
+                    waited = time.perf_counter()
+                    try:
+                        chunk: bytes | None = await anext(chunks)
+                    except StopAsyncIteration:
+                        chunk = None
+                    outcome.upstream_s += time.perf_counter() - waited
+                    timer.reschedule(min(loop.time() + idle_s, deadline))
+                    payloads = _feed(reader, translator, chunk)
+                    if payloads:
+                        if outcome.ttft_s is None and translator.content_started:
+                            outcome.ttft_s = time.perf_counter() - outcome.started
+                        await response.write(b"".join(b"data: " + p + b"\n\n" for p in payloads))
+                    if chunk is None and not translator.finished:
+                        raise UpstreamError("stream_cut", "provider stream ended early")
+        except TimeoutError:
+            stalled = loop.time() < deadline
+            await _fail(
+                response,
+                outcome,
+                metrics,
+                breaker,
+                target,
+                UpstreamError(
+                    "timeout", "provider stream stalled" if stalled else "request deadline passed"
+                ),
+            )
+            return response
+        except UpstreamError as error:
+            await _fail(response, outcome, metrics, breaker, target, error)
+            return response
+        await response.write(SSE_DONE)
+        await response.write_eof()
+    except ConnectionResetError:
+        _client_gone(outcome)
+    except asyncio.CancelledError:
+        _client_gone(outcome)
+        raise
+    finally:
+        start.response.release()
+        outcome.usage = translator.usage
+    return response
+
+
+def _client_gone(outcome: Outcome) -> None:
+    outcome.status = 499  # the client went away; leaving stops reading the provider
+    outcome.error = "client_disconnected"
+
+
+async def _fail(
+    response: web.StreamResponse,
+    outcome: Outcome,
+    metrics: Metrics,
+    breaker: CircuitBreaker,
+    target: Target,
+    error: UpstreamError,
+) -> None:
+    outcome.status = 502  # counted as a failed request; the client already had a 200
+    outcome.error = error.reason
+    metrics.provider_errors.labels(target.provider, target.model, error.reason).inc()
+    breaker.on_failure(error)
+    metrics.circuit_state.labels(target.provider, target.model).set(breaker.state)
+    await response.write(sse_error(error.message, "upstream_error", error.reason))
+    await response.write_eof()

@@ -1,0 +1,48 @@
+"""Which targets serve a request, in which order: a `RoutePlan` from the runtime."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from gateway.config import ClientKey, RouteConfig, Target
+from gateway.errors import ApiError
+from gateway.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    route: RouteConfig
+    targets: tuple[Target, ...]  # in the order to try them
+    prompt: str = ""
+    version: str = ""
+
+
+def order_targets(route: RouteConfig, rng: random.Random | None = None) -> tuple[Target, ...]:
+    """`failover`: as configured. `weighted`: one weighted draw picks the first target,
+    the others follow in configured order as fallbacks."""
+    if route.strategy == "failover" or len(route.targets) == 1:
+        return route.targets
+    weights = [t.weight for t in route.targets]
+    first = (rng or random).choices(range(len(route.targets)), weights=weights)[0]
+    return (route.targets[first], *route.targets[:first], *route.targets[first + 1 :])
+
+
+def plan_model_route(runtime: Runtime, model: str, key: ClientKey | None) -> RoutePlan:
+    route = runtime.config.models.get(model)
+    if route is None:
+        raise ApiError(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            code="model_not_found",
+            param="model",
+        )
+    if key is not None and not key.allows(model):
+        raise ApiError(
+            403,
+            f"This key may not use the route `{model}`.",
+            type_="permission_error",
+            code="route_not_allowed",
+            param="model",
+        )
+    return RoutePlan(route=route, targets=order_targets(route))

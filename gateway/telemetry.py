@@ -1,0 +1,148 @@
+"""One `record(outcome)` per request: metrics, tokens and cost, the access log."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import orjson
+
+from gateway.config import Pricing
+from gateway.metrics import Metrics
+from gateway.providers.base import Usage
+
+access_log = logging.getLogger("gateway.access")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one request; filled in as it goes."""
+
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    method: str = "POST"
+    path: str = ""
+    route: str = ""
+    prompt: str = ""
+    version: str = ""
+    key: str = ""
+    role: str = "primary"
+    stream: bool = False
+    provider: str = ""
+    model: str = ""
+    status: int = 0
+    error: str = ""
+    attempts: int = 0
+    upstream_s: float = 0.0
+    ttft_s: float | None = None
+    usage: Usage | None = None
+
+
+def cost_usd(usage: Usage, price: Pricing) -> float:
+    uncached = max(usage.input_tokens - usage.cached_input_tokens, 0)
+    return (
+        uncached * price.input_per_mtok
+        + usage.cached_input_tokens * price.cached_input_per_mtok
+        + usage.output_tokens * price.output_per_mtok
+    ) / 1_000_000
+
+
+class Telemetry:
+    def __init__(self, metrics: Metrics, write_access_log: bool = True) -> None:
+        self.metrics = metrics
+        self.write_access_log = write_access_log
+
+    def record(self, outcome: Outcome, pricing: Mapping[str, Pricing]) -> None:
+        m = self.metrics
+        total_s = time.perf_counter() - outcome.started
+        route, prompt, version, provider = (
+            outcome.route,
+            outcome.prompt,
+            outcome.version,
+            outcome.provider,
+        )
+        role = outcome.role
+        m.requests.labels(route, prompt, version, provider, str(outcome.status), role).inc()
+        if outcome.route:
+            m.request_duration.labels(route, prompt, version, provider, role).observe(total_s)
+            m.overhead.labels(route).observe(max(total_s - outcome.upstream_s, 0.0))
+        if outcome.ttft_s is not None:
+            m.ttft.labels(route, prompt, version, provider, role).observe(outcome.ttft_s)
+        cost: float | None = None
+        usage = outcome.usage
+        if usage is not None:
+            spend = (route, prompt, version, provider, outcome.model, outcome.key, role)
+            uncached = max(usage.input_tokens - usage.cached_input_tokens, 0)
+            if uncached:
+                m.tokens.labels(*spend, "input").inc(uncached)
+            if usage.cached_input_tokens:
+                m.tokens.labels(*spend, "cached_input").inc(usage.cached_input_tokens)
+            if usage.output_tokens:
+                m.tokens.labels(*spend, "output").inc(usage.output_tokens)
+            price = pricing.get(outcome.model)
+            if price is None:
+                m.unpriced.labels(provider, outcome.model).inc()
+            else:
+                cost = cost_usd(usage, price)
+                m.cost.labels(*spend).inc(cost)
+        if self.write_access_log and access_log.isEnabledFor(logging.INFO):
+            self._log(outcome, total_s, cost)
+
+    def _log(self, o: Outcome, total_s: float, cost: float | None) -> None:
+        line = {
+            "ts": round(time.time(), 3),
+            "request_id": o.request_id,
+            "method": o.method,
+            "path": o.path,
+            "route": o.route,
+            "prompt": o.prompt or None,
+            "version": o.version or None,
+            "key": o.key or None,
+            "role": o.role,
+            "provider": o.provider or None,
+            "model": o.model or None,
+            "status": o.status,
+            "stream": o.stream,
+            "latency_ms": round(total_s * 1000, 2),
+            "ttft_ms": None if o.ttft_s is None else round(o.ttft_s * 1000, 2),
+            "upstream_ms": round(o.upstream_s * 1000, 2),
+            "attempts": o.attempts,
+            "error": o.error or None,
+        }
+        if o.usage is not None:
+            line["input_tokens"] = o.usage.input_tokens
+            line["output_tokens"] = o.usage.output_tokens
+            line["cached_input_tokens"] = o.usage.cached_input_tokens
+        line["cost_usd"] = cost
+        access_log.info(orjson.dumps(line).decode())
+
+
+class JsonLineHandler(logging.Handler):
+    """Writes access-log lines as they are (already JSON); other records as JSON too."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__()
+        self.stream = stream or sys.stdout
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if record.name == "gateway.access":
+                text = record.getMessage()
+            else:
+                entry = {
+                    "ts": round(record.created, 3),
+                    "level": record.levelname.lower(),
+                    "logger": record.name,
+                    "message": record.getMessage(),
+                }
+                if record.exc_info:
+                    entry["exception"] = self.format(record).split("\n", 1)[-1]
+                text = orjson.dumps(entry).decode()
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        except Exception:
+            self.handleError(record)
