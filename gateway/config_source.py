@@ -84,7 +84,8 @@ def interpolate(value: Any, env: dict[str, str] | None = None) -> Any:
 def find_line(text: str, key_path: str) -> int | None:
     """Best-effort line of a key path such as `models.fast.targets`: tomllib reports
     lines only for syntax errors, and an operator wants to know where to look."""
-    parts = [p.strip('"') for p in re.findall(r'"[^"]*"|[^.\[\]]+', key_path)]
+    # Array indexes are dropped: `keys[0].sha256` is looked up as `keys.sha256`.
+    parts = [p.strip('"') for p in re.findall(r'"[^"]*"|[^.\[\]]+', key_path) if not p.isdigit()]
     if not parts:
         return None
     lines = text.splitlines()
