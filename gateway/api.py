@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,10 +15,11 @@ import orjson
 from aiohttp import web
 
 from gateway import pipeline
-from gateway.appkeys import METRICS, OUTCOME, RUNTIME, TELEMETRY
+from gateway.appkeys import METRICS, OUTCOME, PROMPTS, RUNTIME, TELEMETRY
 from gateway.config import ClientKey
 from gateway.errors import ApiError, error_body
-from gateway.routing import plan_model_route
+from gateway.prompts import render_messages
+from gateway.routing import PROMPT_PREFIX, RoutePlan, plan_model_route, plan_prompt_route
 from gateway.runtime import Runtime
 from gateway.telemetry import Outcome
 
@@ -151,12 +153,32 @@ def _field(
 def _new_call(
     request: web.Request, runtime: Runtime, body: dict[str, Any], key: ClientKey | None
 ) -> pipeline.Call:
+    """Plan the route and build the body to send: for a prompt, its version's messages
+    (rendered) before the client's, and its params as defaults the client may override."""
     model = _field(body, "model", str, "a string", required=True)
-    plan = plan_model_route(runtime, model, key)
+    upstream_body = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
+    plan: RoutePlan
+    if model.startswith(PROMPT_PREFIX):
+        sticky = request.headers.get("X-Gateway-Sticky-Key") or body.get("user")
+        plan, version = plan_prompt_route(
+            runtime,
+            request.app[PROMPTS].current,
+            model,
+            key,
+            sticky if isinstance(sticky, str) else None,
+        )
+        variables = body.get("prompt_variables") or {}
+        messages = render_messages(version.content, variables)
+        upstream_body = {
+            **version.content.params,
+            **upstream_body,
+            "messages": [*messages, *(body.get("messages") or [])],
+        }
+    else:
+        plan = plan_model_route(runtime, model, key)
     outcome = request[OUTCOME]
     outcome.route = plan.route.name
     outcome.prompt, outcome.version = plan.prompt, plan.version
-    upstream_body = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
     deadline = asyncio.get_running_loop().time() + runtime.config.server.request_timeout_s
     return pipeline.Call(runtime, plan, upstream_body, outcome, request.app[METRICS], deadline)
 
@@ -165,8 +187,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME].current
     key = authenticate(request, runtime)
     body = await read_json(request, runtime.config.server.max_body_bytes)
-    messages = _field(body, "messages", list, "an array of messages", required=True)
-    if not messages:
+    # A prompt brings its own messages; a plain route needs the client's.
+    is_prompt = str(body.get("model", "")).startswith(PROMPT_PREFIX)
+    messages = _field(body, "messages", list, "an array of messages", required=not is_prompt)
+    if not messages and not is_prompt:
         raise ApiError(400, "'messages' must not be empty.", param="messages", code="invalid_value")
     stream = bool(_field(body, "stream", bool, "true or false"))
     _field(body, "prompt_variables", dict, "an object")
@@ -186,7 +210,8 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 async def list_models(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME].current
     key = authenticate(request, runtime)
-    names = [*runtime.config.models, *(f"prompt:{p}" for p in runtime.config.prompts)]
+    prompts = request.app[PROMPTS].current.prompts
+    names = [*runtime.config.models, *(PROMPT_PREFIX + p for p in prompts)]
     data = [
         {"id": name, "object": "model", "created": 0, "owned_by": "gateway"}
         for name in names
@@ -205,8 +230,26 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME].current
+    holder = request.app[PROMPTS]
+    store = {
+        "kind": holder.store.kind,
+        "up": holder.store_up,
+        "synced": holder.synced,
+        "snapshot_age_s": round(time.time() - holder.current.loaded_at, 3)
+        if holder.synced
+        else None,
+        "error": holder.last_error or None,
+    }
+    # Ready once the store has been read; a store that goes down later is reported here
+    # and in gateway_store_up, while the last snapshot keeps serving.
+    status = 200 if holder.synced else 503
     return web.json_response(
-        {"status": "ready", "config": runtime.config.hash, "store": "embedded"}
+        {
+            "status": "ready" if status == 200 else "starting",
+            "config": runtime.config.hash,
+            "store": store,
+        },
+        status=status,
     )
 
 

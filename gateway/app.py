@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import __version__
+from gateway.admin import create_admin_app
 from gateway.api import add_routes, gateway_middleware
-from gateway.appkeys import METRICS, RUNTIME, TELEMETRY
+from gateway.appkeys import METRICS, PROMPTS, RUNTIME, TELEMETRY
 from gateway.config import GatewayConfig
 from gateway.metrics import Metrics
 from gateway.runtime import PartsCache, RuntimeHolder, build_runtime
+from gateway.snapshot import PromptsHolder, PromptsSnapshot
+from gateway.store.base import Store, seed_prompts
+from gateway.store.memory import MemoryStore
 from gateway.telemetry import Telemetry
 
 
@@ -24,7 +31,9 @@ def create_app(config: GatewayConfig) -> web.Application:
     app[METRICS] = metrics
     app[TELEMETRY] = Telemetry(metrics, config.logging.access_log)
     app.cleanup_ctx.append(_runtime(config))
+    app.cleanup_ctx.append(_prompts(config, metrics))
     add_routes(app)
+    app.add_subapp("/admin/", create_admin_app())
     if config.metrics.enabled:
         app.router.add_get("/metrics", _metrics_page)
     return app
@@ -41,6 +50,30 @@ def _runtime(config: GatewayConfig) -> Callable[[web.Application], AsyncIterator
         app[RUNTIME] = RuntimeHolder(build_runtime(config, PartsCache(session)))
         yield
         await session.close()
+
+    return ctx
+
+
+def open_store(config: GatewayConfig) -> Store:
+    return MemoryStore()
+
+
+def _prompts(
+    config: GatewayConfig, metrics: Metrics
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        store = open_store(config)
+        holder = PromptsHolder(store, metrics, seed=partial(seed_prompts, store, config.prompts))
+        holder.current = PromptsSnapshot.from_config(config.prompts)
+        app[PROMPTS] = holder
+        with contextlib.suppress(Exception):  # store down at boot: serve the config's prompts
+            await holder.refresh()
+        follower = asyncio.create_task(holder.follow())
+        yield
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+        await store.close()
 
     return ctx
 

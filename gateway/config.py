@@ -70,6 +70,8 @@ class RedisConfig:
     socket_timeout_s: float = 0.25
     connect_timeout_s: float = 0.5
     resync_interval_s: float = 30.0
+    poll_interval_s: float = 0.5  # change-counter check, in case a pub/sub notice was lost
+    cluster: bool = False
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,8 @@ def _redis(t: Table) -> RedisConfig:
         socket_timeout_s=t.number("socket_timeout_s", d.socket_timeout_s),
         connect_timeout_s=t.number("connect_timeout_s", d.connect_timeout_s),
         resync_interval_s=t.number("resync_interval_s", d.resync_interval_s, minimum=0.1),
+        poll_interval_s=t.number("poll_interval_s", d.poll_interval_s, minimum=0.05),
+        cluster=t.flag("cluster", d.cluster),
     )
     if cfg.url and not cfg.url.startswith(
         ("redis://", "rediss://", "unix://", "redis+sentinel://")

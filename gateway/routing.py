@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 from gateway.config import ClientKey, RouteConfig, Target
 from gateway.errors import ApiError
+from gateway.prompts import PromptVersion
 from gateway.runtime import Runtime
+from gateway.snapshot import PromptsSnapshot
 
 
 @dataclass(frozen=True)
@@ -46,3 +48,59 @@ def plan_model_route(runtime: Runtime, model: str, key: ClientKey | None) -> Rou
             param="model",
         )
     return RoutePlan(route=route, targets=order_targets(route))
+
+
+PROMPT_PREFIX = "prompt:"
+
+
+def plan_prompt_route(
+    runtime: Runtime,
+    prompts: PromptsSnapshot,
+    model: str,
+    key: ClientKey | None,
+    sticky_key: str | None,
+) -> tuple[RoutePlan, PromptVersion]:
+    """`prompt:NAME` picks a version by the sticky hash and weights; `prompt:NAME@vN`
+    pins one (drafts included: for suites, replay and rollback checks)."""
+    name, _, pinned = model.removeprefix(PROMPT_PREFIX).partition("@")
+    if key is not None and not key.allows(PROMPT_PREFIX + name):
+        raise ApiError(
+            403,
+            f"This key may not use the prompt `{name}`.",
+            type_="permission_error",
+            code="route_not_allowed",
+            param="model",
+        )
+    entry = prompts.prompts.get(name)
+    if entry is None:
+        raise ApiError(404, f"Unknown prompt `{name}`.", code="prompt_not_found", param="model")
+    if pinned:
+        version = entry.versions.get(pinned)
+        if version is None:
+            raise ApiError(
+                404,
+                f"Prompt `{name}` has no version `{pinned}`.",
+                code="version_not_found",
+                param="model",
+            )
+    elif entry.picker is None or not entry.picker.versions:
+        raise ApiError(
+            404,
+            f"Prompt `{name}` has no live version yet.",
+            code="prompt_not_routed",
+            param="model",
+        )
+    else:
+        version = entry.versions[entry.picker.pick(sticky_key)]
+    route = runtime.config.models.get(version.content.model)
+    if route is None:
+        raise ApiError(
+            404,
+            f"Prompt `{name}` {version.id} uses the route "
+            f"`{version.content.model}`, which is not configured.",
+            code="model_not_found",
+            param="model",
+        )
+    return RoutePlan(
+        route=route, targets=order_targets(route), prompt=name, version=version.id
+    ), version

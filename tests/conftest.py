@@ -19,6 +19,8 @@ from gateway.app import create_app
 from gateway.config import load_config
 from gateway.mock_server import MOCK_STATS, MockServerOptions, MockStats, create_mock_app
 
+pytest_plugins = ["tests.redis_fixtures"]
+
 CLIENT_TOKEN = "sk-client-secret-token"
 
 AiohttpServer = Callable[..., Awaitable[TestServer]]

@@ -411,7 +411,7 @@ async def test_health_endpoints(gateway_factory: GatewayFactory, upstream: Upstr
             assert r.status == 200
         async with session.get(gw.url("/readyz")) as r:
             assert r.status == 200
-            assert (await r.json())["store"] == "embedded"
+            assert (await r.json())["store"]["kind"] == "embedded"
 
 
 async def _metrics(gw: Gateway) -> str:

@@ -1,0 +1,297 @@
+"""Prompt versions and their routing, independent of where they are stored: content
+hashing, routing validation, the sticky version pick and template rendering."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import time
+from bisect import bisect_right
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import orjson
+
+from gateway.errors import ApiError
+
+BUCKETS = 10_000
+_VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_VERSION_ID = re.compile(r"^v([1-9][0-9]*)$")
+Status = Literal["draft", "approved"]
+
+
+@dataclass(frozen=True)
+class PromptContent:
+    model: str  # a route alias
+    messages: tuple[Mapping[str, Any], ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def hash(self) -> str:
+        canonical = orjson.dumps(
+            {"model": self.model, "messages": list(self.messages), "params": dict(self.params)},
+            option=orjson.OPT_SORT_KEYS,
+        )
+        return hashlib.sha256(canonical).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "messages": list(self.messages), "params": dict(self.params)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> PromptContent:
+        """From an admin request body; a 400 names what is wrong."""
+        if not isinstance(data, dict):
+            raise ApiError(400, "The body must be a JSON object.")
+        model, messages, params = data.get("model"), data.get("messages"), data.get("params", {})
+        if not isinstance(model, str) or not model:
+            raise ApiError(400, "'model' must be a route name.", param="model")
+        if not isinstance(messages, list) or not messages:
+            raise ApiError(400, "'messages' must be a non-empty array.", param="messages")
+        for i, message in enumerate(messages):
+            if (
+                not isinstance(message, dict)
+                or not isinstance(message.get("role"), str)
+                or not isinstance(message.get("content"), str)
+            ):
+                raise ApiError(
+                    400,
+                    f"messages[{i}] must have a string role and content.",
+                    param=f"messages[{i}]",
+                )
+        if not isinstance(params, dict):
+            raise ApiError(400, "'params' must be an object.", param="params")
+        unknown = set(data) - {"model", "messages", "params"}
+        if unknown:
+            raise ApiError(400, f"Unknown fields: {', '.join(sorted(unknown))}.")
+        return cls(model=model, messages=tuple(messages), params=params)
+
+
+@dataclass(frozen=True)
+class PromptVersion:
+    id: str  # "v3"
+    hash: str
+    content: PromptContent
+    status: Status = "draft"
+    created_at: float = 0.0
+    created_by: str = ""
+    approved_by: str = ""
+    approved_at: float = 0.0
+    approval_note: str = ""
+
+    @property
+    def number(self) -> int:
+        return version_number(self.id)
+
+    def approved(self, by: str, note: str = "") -> PromptVersion:
+        return replace(
+            self, status="approved", approved_by=by, approved_at=time.time(), approval_note=note
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.id,
+            "hash": self.hash,
+            "status": self.status,
+            **self.content.to_json(),
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+            "approved_by": self.approved_by or None,
+            "approved_at": self.approved_at or None,
+            "approval_note": self.approval_note or None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PromptVersion:
+        content = PromptContent(data["model"], tuple(data["messages"]), data.get("params") or {})
+        return cls(
+            id=data["version"],
+            hash=data["hash"],
+            content=content,
+            status=data["status"],
+            created_at=data.get("created_at") or 0.0,
+            created_by=data.get("created_by") or "",
+            approved_by=data.get("approved_by") or "",
+            approved_at=data.get("approved_at") or 0.0,
+            approval_note=data.get("approval_note") or "",
+        )
+
+
+@dataclass(frozen=True)
+class Shadow:
+    versions: tuple[str, ...] = ()
+    sample_rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class Routing:
+    weights: Mapping[str, int]
+    shadow: Shadow = field(default_factory=Shadow)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "weights": dict(self.weights),
+            "shadow": {
+                "versions": list(self.shadow.versions),
+                "sample_rate": self.shadow.sample_rate,
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Routing:
+        """From stored JSON or an admin body; shape errors are 400s."""
+        if not isinstance(data, dict):
+            raise ApiError(400, "The routing must be a JSON object.")
+        weights = data.get("weights")
+        if not isinstance(weights, dict) or not weights:
+            raise ApiError(
+                400, "'weights' must be an object of version -> percent.", param="weights"
+            )
+        for version, weight in weights.items():
+            if not isinstance(weight, int) or isinstance(weight, bool) or not 0 <= weight <= 100:
+                raise ApiError(
+                    400, f"Weight of {version} must be an integer from 0 to 100.", param="weights"
+                )
+        raw_shadow = data.get("shadow") or {}
+        if not isinstance(raw_shadow, dict):
+            raise ApiError(400, "'shadow' must be an object.", param="shadow")
+        versions = raw_shadow.get("versions", [])
+        rate = raw_shadow.get("sample_rate", 1.0 if versions else 0.0)
+        if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
+            raise ApiError(
+                400, "'shadow.versions' must be an array of versions.", param="shadow.versions"
+            )
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate <= 1:
+            raise ApiError(
+                400, "'shadow.sample_rate' must be from 0 to 1.", param="shadow.sample_rate"
+            )
+        return cls(weights=dict(weights), shadow=Shadow(tuple(versions), float(rate)))
+
+
+@dataclass(frozen=True)
+class RoutingChange:
+    at: float
+    by: str
+    before: Routing | None
+    after: Routing
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "by": self.by,
+            "reason": self.reason,
+            "before": self.before.to_json() if self.before else None,
+            "after": self.after.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RoutingChange:
+        before = data.get("before")
+        return cls(
+            at=data["at"],
+            by=data.get("by", ""),
+            reason=data.get("reason", ""),
+            before=Routing.from_json(before) if before else None,
+            after=Routing.from_json(data["after"]),
+        )
+
+
+@dataclass(frozen=True)
+class PromptState:
+    name: str
+    versions: Mapping[str, PromptVersion]
+    routing: Routing | None
+
+    def to_json(self) -> dict[str, Any]:
+        ordered = sorted(self.versions.values(), key=lambda v: v.number)
+        return {
+            "name": self.name,
+            "versions": [v.to_json() for v in ordered],
+            "routing": self.routing.to_json() if self.routing else None,
+        }
+
+
+def version_number(version_id: str) -> int:
+    match = _VERSION_ID.match(version_id)
+    if match is None:
+        raise ApiError(400, f"'{version_id}' is not a version id (v1, v2, ...).")
+    return int(match.group(1))
+
+
+def check_routing(routing: Routing, versions: Mapping[str, PromptVersion]) -> None:
+    """Unknown versions and bad sums are 400; a draft with live weight is 409."""
+    for version in [*routing.weights, *routing.shadow.versions]:
+        if version not in versions:
+            raise ApiError(400, f"Unknown version '{version}'.", code="unknown_version")
+    total = sum(routing.weights.values())
+    if total != 100:
+        raise ApiError(
+            400, f"Weights must sum to 100, not {total}.", code="bad_weights", param="weights"
+        )
+    for version, weight in routing.weights.items():
+        if weight and versions[version].status != "approved":
+            raise ApiError(
+                409,
+                f"Version {version} is a draft: approve it before it gets "
+                "live weight (drafts may only be shadowed).",
+                code="draft_version",
+            )
+
+
+def sticky_bucket(prompt: str, sticky_key: str) -> int:
+    digest = hashlib.blake2b(f"{prompt}\x00{sticky_key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+@dataclass(frozen=True)
+class VersionPicker:
+    """Weights laid over 10,000 buckets in version order, so raising the newest
+    version's share only moves users onto it, never off it."""
+
+    prompt: str
+    bounds: tuple[int, ...]  # exclusive upper bucket of each version
+    versions: tuple[str, ...]
+
+    @classmethod
+    def from_weights(cls, prompt: str, weights: Mapping[str, int]) -> VersionPicker:
+        live = sorted((v for v, w in weights.items() if w > 0), key=version_number)
+        bounds, edge = [], 0
+        for version in live:
+            edge += weights[version] * BUCKETS // 100
+            bounds.append(edge)
+        return cls(prompt, tuple(bounds), tuple(live))
+
+    def pick(self, sticky_key: str | None, rng: random.Random | None = None) -> str:
+        if sticky_key:
+            bucket = sticky_bucket(self.prompt, sticky_key)
+        else:
+            bucket = (rng or random).randrange(BUCKETS)
+        return self.versions[min(bisect_right(self.bounds, bucket), len(self.versions) - 1)]
+
+
+def render_messages(content: PromptContent, variables: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """`{{name}}` replaced by the variable's text in one pass: a value is inserted as
+    text and never read again as a template."""
+
+    def value_of(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in variables:
+            raise ApiError(
+                400,
+                f"Missing prompt variable '{name}'.",
+                param="prompt_variables",
+                code="missing_variable",
+            )
+        value = variables[name]
+        return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+    rendered = []
+    for message in content.messages:
+        text = message.get("content")
+        out = dict(message)
+        if isinstance(text, str) and "{{" in text:
+            out["content"] = _VARIABLE.sub(value_of, text)
+        rendered.append(out)
+    return rendered

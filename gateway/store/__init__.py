@@ -1,0 +1,1 @@
+"""Where prompt versions and routing live: the embedded store or Redis."""

@@ -1,0 +1,105 @@
+"""The `Store` protocol both stores implement, and the rules they share."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
+
+from gateway.config import PromptConfig
+from gateway.errors import ApiError
+from gateway.prompts import PromptContent, PromptState, PromptVersion, Routing, RoutingChange
+
+OnChange = Callable[[], Awaitable[None]]
+
+
+class StoreUnavailable(ApiError):
+    """The store cannot be reached: admin writes answer 503 at once, never hang."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            503, f"The store is unavailable: {detail}", type_="api_error", code="store_unavailable"
+        )
+
+
+class Store(Protocol):
+    kind: str  # "embedded" or "redis"
+
+    async def load_all(self) -> dict[str, PromptState]: ...
+
+    async def get_prompt(self, name: str) -> PromptState | None: ...
+
+    async def push_version(
+        self, name: str, content: PromptContent, by: str
+    ) -> tuple[PromptVersion, bool]:
+        """The version for this content: the existing one (False) or a new draft (True)."""
+        ...
+
+    async def approve(self, name: str, version: str, by: str, note: str) -> PromptVersion: ...
+
+    async def set_routing(self, name: str, routing: Routing, by: str, reason: str) -> RoutingChange:
+        """Checked against the versions and written in one atomic step, with history."""
+        ...
+
+    async def rollback(self, name: str, by: str) -> RoutingChange: ...
+
+    async def history(self, name: str, limit: int = 100) -> list[RoutingChange]: ...
+
+    async def watch(self, on_change: OnChange) -> None:
+        """Run until cancelled, calling `on_change` when another replica changed
+        something (the embedded store has no other replica and returns at once)."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+def new_version(number: int, content: PromptContent, by: str) -> PromptVersion:
+    return PromptVersion(
+        id=f"v{number}", hash=content.hash, content=content, created_at=time.time(), created_by=by
+    )
+
+
+def not_found(name: str) -> ApiError:
+    return ApiError(404, f"Unknown prompt '{name}'.", code="prompt_not_found")
+
+
+def version_not_found(name: str, version: str) -> ApiError:
+    return ApiError(404, f"Prompt '{name}' has no version '{version}'.", code="version_not_found")
+
+
+def rollback_change(
+    name: str, history: list[RoutingChange], current: Routing | None, by: str
+) -> tuple[Routing, RoutingChange]:
+    if not history or history[0].before is None or current is None:
+        raise ApiError(
+            409,
+            f"Prompt '{name}' has no earlier routing to go back to.",
+            code="nothing_to_roll_back",
+        )
+    restored = history[0].before
+    return restored, RoutingChange(
+        at=time.time(),
+        by=by,
+        before=current,
+        after=restored,
+        reason=f"rollback of the change at {history[0].at:.3f}",
+    )
+
+
+async def seed_prompts(store: Store, prompts: Mapping[str, PromptConfig]) -> None:
+    """Push the config file's prompts. A prompt with no routing yet gets its version
+    approved with weight 100; later changes in the file arrive as drafts."""
+    for name, prompt in prompts.items():
+        content = PromptContent(prompt.model, tuple(prompt.messages), dict(prompt.params))
+        version, _ = await store.push_version(name, content, by="config")
+        state = await store.get_prompt(name)
+        if state is not None and state.routing is None:
+            await store.approve(name, version.id, by="config", note="first version from config")
+            await store.set_routing(
+                name,
+                Routing(weights={version.id: 100}),
+                by="config",
+                reason="first version from the config file",
+            )

@@ -1,0 +1,103 @@
+"""The embedded store: one process, in memory, seeded from the config file."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from gateway.prompts import (
+    PromptContent,
+    PromptState,
+    PromptVersion,
+    Routing,
+    RoutingChange,
+    check_routing,
+)
+from gateway.store.base import (
+    OnChange,
+    new_version,
+    not_found,
+    rollback_change,
+    version_not_found,
+)
+
+
+class MemoryStore:
+    kind = "embedded"
+
+    def __init__(self) -> None:
+        self._versions: dict[str, dict[str, PromptVersion]] = {}
+        self._routing: dict[str, Routing] = {}
+        self._history: dict[str, list[RoutingChange]] = {}
+        self._lock = asyncio.Lock()
+
+    async def load_all(self) -> dict[str, PromptState]:
+        return {name: self._state(name) for name in self._versions}
+
+    def _state(self, name: str) -> PromptState:
+        return PromptState(name, dict(self._versions[name]), self._routing.get(name))
+
+    async def get_prompt(self, name: str) -> PromptState | None:
+        return self._state(name) if name in self._versions else None
+
+    async def push_version(
+        self, name: str, content: PromptContent, by: str
+    ) -> tuple[PromptVersion, bool]:
+        async with self._lock:
+            versions = self._versions.setdefault(name, {})
+            digest = content.hash
+            for version in versions.values():
+                if version.hash == digest:
+                    return version, False
+            created = new_version(len(versions) + 1, content, by)
+            versions[created.id] = created
+            return created, True
+
+    async def approve(self, name: str, version: str, by: str, note: str) -> PromptVersion:
+        async with self._lock:
+            versions = self._versions.get(name)
+            if versions is None:
+                raise not_found(name)
+            if version not in versions:
+                raise version_not_found(name, version)
+            if versions[version].status == "approved":
+                return versions[version]
+            approved = versions[version].approved(by, note)
+            versions[version] = approved
+            return approved
+
+    async def set_routing(self, name: str, routing: Routing, by: str, reason: str) -> RoutingChange:
+        async with self._lock:
+            if name not in self._versions:
+                raise not_found(name)
+            check_routing(routing, self._versions[name])
+            change = RoutingChange(
+                at=time.time(), by=by, before=self._routing.get(name), after=routing, reason=reason
+            )
+            self._routing[name] = routing
+            self._history.setdefault(name, []).insert(0, change)
+            return change
+
+    async def rollback(self, name: str, by: str) -> RoutingChange:
+        async with self._lock:
+            if name not in self._versions:
+                raise not_found(name)
+            history = self._history.get(name, [])
+            restored, change = rollback_change(name, history, self._routing.get(name), by)
+            self._routing[name] = restored
+            history.insert(0, change)
+            return change
+
+    async def history(self, name: str, limit: int = 100) -> list[RoutingChange]:
+        if name not in self._versions:
+            raise not_found(name)
+        return self._history.get(name, [])[:limit]
+
+    async def watch(self, on_change: OnChange) -> None:
+        return None
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
