@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.cli_admin import add_prompts_parser, run_prompts
 from gateway.config import GatewayConfig, load_config
 from gateway.config_source import ConfigError
 from gateway.telemetry import JsonLineHandler
@@ -46,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     mock.add_argument("--chunk-delay-ms", type=int, default=0)
     mock.add_argument("--seed", type=int)
 
+    add_prompts_parser(commands)
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args.config, args.host, args.port)
@@ -53,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args.file)
     if args.command == "keys":
         return _create_key(args.name, args.routes)
+    if args.command == "prompts":
+        return run_prompts(args)
     return _mock_provider(args)
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -233,3 +237,48 @@ async def test_config_and_providers_hide_secrets(setup: Any) -> None:
 async def _metrics(gw: Gateway, session: aiohttp.ClientSession) -> str:
     async with session.get(gw.url("/metrics")) as r:
         return await r.text()
+
+
+async def _cli(gw: Gateway, *args: str, token: str = ADMIN) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "prompts",
+        *args,
+        "--url",
+        gw.url(""),
+        "--token",
+        token,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_prompts_cli(setup: Any, tmp_path: Path) -> None:
+    gw, _, _ = setup
+    code, out, _ = await _cli(gw, "list")
+    assert code == 0 and "support" in out and "v1=100" in out
+    file = tmp_path / "prompts.toml"
+    file.write_text(
+        '[prompts.support]\nmodel = "chat"\n'
+        'messages = [{ role = "system", content = "New {{product}}" }]\n'
+    )
+    code, out, _ = await _cli(gw, "push", str(file))
+    assert code == 0 and "support: v2 (draft" in out
+    code, _, err = await _cli(gw, "weights", "support", "v1=90", "v2=10")
+    assert code == 1 and "409" in err
+    code, out, _ = await _cli(gw, "approve", "support", "v2", "--note", "ok")
+    assert code == 0 and "approved" in out
+    code, out, _ = await _cli(gw, "weights", "support", "v1=90", "v2=10", "--reason", "canary")
+    assert code == 0 and "v1=90 v2=10" in out
+    code, out, _ = await _cli(gw, "history", "support")
+    assert code == 0 and "canary" in out.splitlines()[0]
+    code, out, _ = await _cli(gw, "rollback", "support")
+    assert code == 0 and "v1=100" in out
+    code, out, _ = await _cli(gw, "show", "support", "--json")
+    assert code == 0 and json.loads(out)["routing"]["weights"] == {"v1": 100}
+    code, _, err = await _cli(gw, "list", token="wrong")
+    assert code == 1 and "401" in err

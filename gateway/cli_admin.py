@@ -1,0 +1,195 @@
+"""`gateway prompts …`: the admin API from the command line (`--url`, `--token`, or
+GATEWAY_URL and GATEWAY_ADMIN_TOKEN)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tomllib
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+
+class AdminError(Exception):
+    pass
+
+
+class AdminClient:
+    def __init__(self, url: str, token: str, timeout_s: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout_s = timeout_s
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.url}/admin{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read())["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = exc.reason
+            raise AdminError(f"{exc.code}: {message}") from None
+        except urllib.error.URLError as exc:
+            raise AdminError(f"cannot reach {self.url}: {exc.reason}") from None
+
+
+def add_connection_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=os.environ.get("GATEWAY_URL", "http://127.0.0.1:8080"))
+    parser.add_argument("--token", default=os.environ.get("GATEWAY_ADMIN_TOKEN", ""))
+    parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
+
+
+def add_prompts_parser(commands: Any) -> None:
+    prompts = commands.add_parser("prompts", help="prompt versions and routing")
+    sub = prompts.add_subparsers(dest="prompts_command", required=True)
+    add_connection_args(sub.add_parser("list", help="every prompt with its routing"))
+    show = sub.add_parser("show", help="one prompt's versions and routing")
+    show.add_argument("name")
+    push = sub.add_parser("push", help="push the prompts of a TOML or JSON file as versions")
+    push.add_argument("file")
+    approve = sub.add_parser("approve", help="approve a version")
+    approve.add_argument("name")
+    approve.add_argument("version")
+    approve.add_argument("--note", default="")
+    weights = sub.add_parser("weights", help="set live weights: NAME v1=90 v2=10")
+    weights.add_argument("name")
+    weights.add_argument("weights", nargs="+", metavar="vN=PCT")
+    weights.add_argument("--shadow", nargs="*", default=[], metavar="vN")
+    weights.add_argument("--sample-rate", type=float)
+    weights.add_argument("--reason", default="")
+    rollback = sub.add_parser("rollback", help="restore the routing before the last change")
+    rollback.add_argument("name")
+    history = sub.add_parser("history", help="routing changes, newest first")
+    history.add_argument("name")
+    for parser in (show, push, approve, weights, rollback, history):
+        add_connection_args(parser)
+        parser.add_argument("--by", default=os.environ.get("USER", "cli"))
+
+
+def run_prompts(args: argparse.Namespace) -> int:
+    client = AdminClient(args.url, args.token)
+    try:
+        answer = _prompts_call(client, args)
+    except AdminError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        _print(args.prompts_command, answer)
+    return 0
+
+
+def _prompts_call(client: AdminClient, args: argparse.Namespace) -> Any:
+    command = args.prompts_command
+    if command == "list":
+        return client.call("GET", "/prompts")
+    if command == "show":
+        return client.call("GET", f"/prompts/{args.name}")
+    if command == "push":
+        return [
+            {
+                "name": name,
+                **client.call("POST", f"/prompts/{name}/versions", {**body, "by": args.by}),
+            }
+            for name, body in read_prompt_file(Path(args.file)).items()
+        ]
+    if command == "approve":
+        return client.call(
+            "POST",
+            f"/prompts/{args.name}/versions/{args.version}/approve",
+            {"by": args.by, "note": args.note},
+        )
+    if command == "weights":
+        body: dict[str, Any] = {
+            "weights": parse_weights(args.weights),
+            "reason": args.reason,
+            "by": args.by,
+        }
+        if args.shadow or args.sample_rate is not None:
+            body["shadow"] = {
+                "versions": args.shadow,
+                "sample_rate": 1.0 if args.sample_rate is None else args.sample_rate,
+            }
+        return client.call("PUT", f"/prompts/{args.name}/routing", body)
+    if command == "rollback":
+        return client.call("POST", f"/prompts/{args.name}/rollback", {"by": args.by})
+    return client.call("GET", f"/prompts/{args.name}/history")
+
+
+def parse_weights(items: list[str]) -> dict[str, int]:
+    weights = {}
+    for item in items:
+        version, _, pct = item.partition("=")
+        if not pct.isdigit():
+            raise AdminError(f"weights look like v1=90, not {item!r}")
+        weights[version] = int(pct)
+    return weights
+
+
+def read_prompt_file(path: Path) -> dict[str, dict[str, Any]]:
+    """`[prompts.NAME]` tables (TOML, as in the config file) or `{NAME: {...}}` (JSON)."""
+    try:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (OSError, ValueError) as exc:
+        raise AdminError(f"cannot read {path}: {exc}") from None
+    prompts = data.get("prompts", data) if isinstance(data, dict) else None
+    if not isinstance(prompts, dict) or not prompts:
+        raise AdminError(f"{path} has no prompts")
+    return {
+        name: {k: v for k, v in body.items() if k in ("model", "messages", "params")}
+        for name, body in prompts.items()
+    }
+
+
+def _print(command: str, answer: Any) -> None:
+    if command == "list":
+        for prompt in answer["prompts"]:
+            print(
+                f"{prompt['name']:<24} {_weights(prompt['routing'])}  "
+                f"({len(prompt['versions'])} versions)"
+            )
+    elif command == "show":
+        print(f"{answer['name']}: {_weights(answer['routing'])}")
+        for v in answer["versions"]:
+            print(
+                f"  {v['version']:<5} {v['status']:<9} {v['hash'][:12]}  model={v['model']}  "
+                f"by {v['created_by'] or '-'}"
+            )
+    elif command == "push":
+        for item in answer:
+            print(f"{item['name']}: {item['version']} ({item['status']}, {item['hash'][:12]})")
+    elif command == "history":
+        for change in answer["changes"]:
+            before = _weights(change["before"]) if change["before"] else "-"
+            print(
+                f"{change['at']:.0f}  {change['by']:<12} {before} -> "
+                f"{_weights(change['after'])}  {change['reason']}"
+            )
+    elif command in ("weights", "rollback"):
+        print(f"routing now {_weights(answer['after'])}")
+    else:
+        print(f"{answer['version']}: {answer['status']} (by {answer['approved_by']})")
+
+
+def _weights(routing: dict[str, Any] | None) -> str:
+    if not routing:
+        return "no routing"
+    text = " ".join(f"{v}={w}" for v, w in routing["weights"].items())
+    shadow = routing.get("shadow") or {}
+    if shadow.get("versions"):
+        text += f" shadow={','.join(shadow['versions'])}@{shadow['sample_rate']:g}"
+    return text
