@@ -99,6 +99,12 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
     listener = setup_logging(config.logging.level)
     log = logging.getLogger("gateway")
     bind_host, bind_port = host or config.server.host, port or config.server.port
+    if config.server.allow_unauthenticated and bind_host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning(
+            "server.allow_unauthenticated is true on %s: any caller can spend your "
+            "provider keys; add [[keys]] and set it to false",
+            bind_host,
+        )
     log.info(
         "gateway listening on http://%s:%d (config %s, hash %s)",
         bind_host,
