@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from gateway.api import Handler, read_json
-from gateway.appkeys import PROMPTS, RUNTIME
+from gateway.appkeys import PROMPTS, RELOADER, RUNTIME
 from gateway.config import GatewayConfig, Secret
 from gateway.errors import ApiError
 from gateway.prompts import PromptContent, Routing
@@ -172,6 +172,13 @@ async def providers(request: web.Request) -> web.Response:
     return _json({"providers": configured, "targets": targets})
 
 
+async def reload_config(request: web.Request) -> web.Response:
+    result = await request.config_dict[RELOADER].reload("admin API")
+    if not result.ok:
+        raise ApiError(400, result.error, code="invalid_config", details={"config": result.hash})
+    return _json({"config": result.hash, "changes": list(result.changes)})
+
+
 def create_admin_app() -> web.Application:
     admin = web.Application(middlewares=[admin_auth])
     admin.router.add_get("/prompts", list_prompts)
@@ -182,5 +189,6 @@ def create_admin_app() -> web.Application:
     admin.router.add_post("/prompts/{name}/rollback", rollback)
     admin.router.add_get("/prompts/{name}/history", history)
     admin.router.add_get("/config", show_config)
+    admin.router.add_post("/reload", reload_config)
     admin.router.add_get("/providers", providers)
     return admin

@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from gateway import pipeline
-from gateway.appkeys import METRICS, OUTCOME, PROMPTS, RUNTIME, TELEMETRY
+from gateway.appkeys import LIFECYCLE, METRICS, OUTCOME, PROMPTS, RUNTIME, TELEMETRY
 from gateway.config import ClientKey
 from gateway.errors import ApiError, error_body
 from gateway.prompts import render_messages
@@ -242,10 +242,12 @@ async def readyz(request: web.Request) -> web.Response:
     }
     # Ready once the store has been read; a store that goes down later is reported here
     # and in gateway_store_up, while the last snapshot keeps serving.
-    status = 200 if holder.synced else 503
+    status = 200 if holder.synced and not request.app[LIFECYCLE].draining else 503
     return web.json_response(
         {
-            "status": "ready" if status == 200 else "starting",
+            "status": "ready"
+            if status == 200
+            else ("draining" if request.app[LIFECYCLE].draining else "starting"),
             "config": runtime.config.hash,
             "store": store,
         },

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 
@@ -14,9 +16,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway import __version__
 from gateway.admin import create_admin_app
 from gateway.api import add_routes, gateway_middleware
-from gateway.appkeys import METRICS, PROMPTS, RUNTIME, TELEMETRY
+from gateway.appkeys import LIFECYCLE, METRICS, PROMPTS, RELOADER, RUNTIME, TELEMETRY, Lifecycle
 from gateway.config import GatewayConfig
 from gateway.metrics import Metrics
+from gateway.reload import Reloader, watch_file
 from gateway.runtime import PartsCache, RuntimeHolder, build_runtime
 from gateway.snapshot import PromptsHolder, PromptsSnapshot
 from gateway.store.base import Store, seed_prompts
@@ -24,14 +27,17 @@ from gateway.store.memory import MemoryStore
 from gateway.telemetry import Telemetry
 
 
-def create_app(config: GatewayConfig) -> web.Application:
+def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.Application:
+    """`watch_interval_s`: how often the config file is checked for changes."""
     # Body size is enforced per request from the live config (see api.read_json).
     app = web.Application(middlewares=[gateway_middleware], client_max_size=2**31)
     metrics = Metrics()
     app[METRICS] = metrics
     app[TELEMETRY] = Telemetry(metrics, config.logging.access_log)
     app.cleanup_ctx.append(_runtime(config))
-    app.cleanup_ctx.append(_prompts(config, metrics))
+    app.cleanup_ctx.append(_prompts(config, metrics, watch_interval_s))
+    app[LIFECYCLE] = Lifecycle()
+    app.on_shutdown.append(_draining)
     add_routes(app)
     app.add_subapp("/admin/", create_admin_app())
     if config.metrics.enabled:
@@ -59,7 +65,7 @@ def open_store(config: GatewayConfig) -> Store:
 
 
 def _prompts(
-    config: GatewayConfig, metrics: Metrics
+    config: GatewayConfig, metrics: Metrics, config_watch_interval_s: float
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         store = open_store(config)
@@ -69,13 +75,34 @@ def _prompts(
         with contextlib.suppress(Exception):  # store down at boot: serve the config's prompts
             await holder.refresh()
         follower = asyncio.create_task(holder.follow())
+        reloader = Reloader(app[RUNTIME], holder, metrics)
+        app[RELOADER] = reloader
+        watcher = asyncio.create_task(watch_file(reloader, config_watch_interval_s))
+        _on_sighup(lambda: asyncio.create_task(reloader.reload("SIGHUP")))
         yield
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
+        _on_sighup(None)
+        for task in (follower, watcher):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await store.close()
 
     return ctx
+
+
+def _on_sighup(callback: Callable[[], object] | None) -> None:
+    """SIGHUP reloads the config (only where signals can be handled: Unix, main thread)."""
+    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    if callback is None:
+        loop.remove_signal_handler(signal.SIGHUP)
+    else:
+        loop.add_signal_handler(signal.SIGHUP, callback)
+
+
+async def _draining(app: web.Application) -> None:
+    app[LIFECYCLE].draining = True  # /readyz answers 503 from now on
 
 
 async def _metrics_page(request: web.Request) -> web.Response:

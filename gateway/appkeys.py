@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.metrics import Metrics
+from gateway.reload import Reloader
 from gateway.runtime import RuntimeHolder
 from gateway.snapshot import PromptsHolder
 from gateway.telemetry import Outcome, Telemetry
@@ -12,5 +13,16 @@ from gateway.telemetry import Outcome, Telemetry
 RUNTIME = web.AppKey("runtime", RuntimeHolder)
 METRICS = web.AppKey("metrics", Metrics)
 PROMPTS = web.AppKey("prompts", PromptsHolder)
+RELOADER = web.AppKey("reloader", Reloader)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
 OUTCOME = web.RequestKey("outcome", Outcome)
+
+
+class Lifecycle:
+    """Process state the health endpoints report."""
+
+    def __init__(self) -> None:
+        self.draining = False
+
+
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)

@@ -1,0 +1,128 @@
+"""Live configuration: reload on SIGHUP, on a change of the file on disk, and on
+`POST /admin/reload`. The new file is validated whole before anything changes; a bad
+file keeps the running config. A good one swaps one immutable runtime, so requests in
+flight finish on the config they started with."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.config import GatewayConfig, load_config
+from gateway.config_source import ConfigError
+from gateway.metrics import Metrics
+from gateway.runtime import RuntimeHolder, build_runtime
+from gateway.snapshot import PromptsHolder
+from gateway.store.base import seed_prompts
+
+log = logging.getLogger("gateway.reload")
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    ok: bool
+    hash: str
+    error: str = ""
+    changes: tuple[str, ...] = ()
+
+
+def describe_changes(old: GatewayConfig, new: GatewayConfig) -> tuple[str, ...]:
+    """What a reload changed, for the log: sections' entries added, removed, changed."""
+    changes: list[str] = []
+    sections: dict[str, tuple[Any, Any]] = {
+        "routes": (old.models, new.models),
+        "providers": (old.providers, new.providers),
+        "prompts": (old.prompts, new.prompts),
+        "pricing": (old.pricing, new.pricing),
+        "keys": ({k.name: k for k in old.keys}, {k.name: k for k in new.keys}),
+    }
+    for section, (before, after) in sections.items():
+        for name in sorted(after.keys() - before.keys()):
+            changes.append(f"{section} +{name}")
+        for name in sorted(before.keys() - after.keys()):
+            changes.append(f"{section} -{name}")
+        for name in sorted(before.keys() & after.keys()):
+            if before[name] != after[name]:
+                changes.append(f"{section} ~{name}")
+    for section in ("server", "redis", "logging", "metrics"):
+        if getattr(old, section) != getattr(new, section):
+            changes.append(f"{section} changed")
+    return tuple(changes)
+
+
+class Reloader:
+    def __init__(self, holder: RuntimeHolder, prompts: PromptsHolder, metrics: Metrics) -> None:
+        self.holder = holder
+        self.prompts = prompts
+        self.metrics = metrics
+        self._lock = asyncio.Lock()
+        # The file as last read, so the watcher knows when it changes again.
+        self.signature = file_signature(self.path)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.holder.current.config.path)
+
+    async def reload(self, trigger: str) -> ReloadResult:
+        async with self._lock:
+            old = self.holder.current
+            self.signature = await asyncio.to_thread(file_signature, self.path)
+            try:
+                # Reading a file is quick, but never on the event loop.
+                config = await asyncio.to_thread(load_config, self.path)
+            except ConfigError as exc:
+                self.metrics.config_reloads.labels("failure").inc()
+                log.error(
+                    "config reload (%s) failed, keeping config %s: %s",
+                    trigger,
+                    old.config.hash,
+                    exc,
+                )
+                return ReloadResult(False, old.config.hash, str(exc))
+            changes = describe_changes(old.config, config)
+            self.holder.current = build_runtime(config, old.parts)
+            self.metrics.config_reloads.labels("success").inc()
+            log.info(
+                "config reloaded (%s): %s -> %s; %s",
+                trigger,
+                old.config.hash,
+                config.hash,
+                ", ".join(changes) or "no changes",
+            )
+        if config.prompts != old.config.prompts:
+            try:
+                await seed_prompts(self.prompts.store, config.prompts)
+                await self.prompts.refresh()
+            except Exception as exc:  # the store is down: the follower catches up later
+                log.warning("config prompts not pushed yet: %s", exc)
+        return ReloadResult(True, config.hash, changes=changes)
+
+
+def file_signature(path: Path) -> tuple[str, int, int, int] | None:
+    """Changes when the file is edited in place, replaced by a rename, or reached
+    through a swapped symlink (Kubernetes ConfigMaps)."""
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+    except OSError:
+        return None
+    return real, st.st_ino, st.st_mtime_ns, st.st_size
+
+
+async def watch_file(reloader: Reloader, interval_s: float = 1.0) -> None:
+    """Poll the config file; reload when its signature changes. Polling is portable
+    and notices every kind of replacement within `interval_s`."""
+    while True:
+        await asyncio.sleep(interval_s)
+        current = await asyncio.to_thread(file_signature, reloader.path)
+        if current is None or current == reloader.signature:
+            continue
+        # Let a writer finish: reload once the file has stopped changing.
+        await asyncio.sleep(min(0.2, interval_s))
+        settled = await asyncio.to_thread(file_signature, reloader.path)
+        if settled == current:
+            await reloader.reload("file changed")
