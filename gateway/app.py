@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -11,7 +12,13 @@ from functools import partial
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway import __version__
 from gateway.admin import create_admin_app
@@ -31,6 +38,7 @@ def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.A
     """`watch_interval_s`: how often the config file is checked for changes."""
     # Body size is enforced per request from the live config (see api.read_json).
     app = web.Application(middlewares=[gateway_middleware], client_max_size=2**31)
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` doubles series
     metrics = Metrics()
     app[METRICS] = metrics
     app[TELEMETRY] = Telemetry(metrics, config.logging.access_log)
@@ -106,5 +114,11 @@ async def _draining(app: web.Application) -> None:
 
 
 async def _metrics_page(request: web.Request) -> web.Response:
-    page = generate_latest(request.app[METRICS].registry)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several workers: every worker's files, summed, whichever worker is asked.
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        page = generate_latest(registry)
+    else:
+        page = generate_latest(request.app[METRICS].registry)
     return web.Response(body=page, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import logging
 import logging.handlers
+import os
 import queue
 import secrets
 import sys
@@ -18,6 +19,7 @@ from gateway.app import create_app
 from gateway.cli_admin import add_prompts_parser, run_prompts
 from gateway.config import GatewayConfig, load_config
 from gateway.config_source import ConfigError
+from gateway.supervisor import WORKER_ENV, Supervisor
 from gateway.telemetry import JsonLineHandler
 
 
@@ -105,10 +107,26 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
             "provider keys; add [[keys]] and set it to false",
             bind_host,
         )
+    if config.server.workers > 1 and not os.environ.get(WORKER_ENV):
+        log.info(
+            "gateway on http://%s:%d with %d workers (config %s, hash %s)",
+            bind_host,
+            bind_port,
+            config.server.workers,
+            path,
+            config.hash,
+        )
+        try:
+            return Supervisor(
+                path, bind_host, bind_port, config.server.workers, config.server.drain_timeout_s
+            ).run()
+        finally:
+            listener.stop()
     log.info(
-        "gateway listening on http://%s:%d (config %s, hash %s)",
+        "gateway listening on http://%s:%d (pid %d, config %s, hash %s)",
         bind_host,
         bind_port,
+        os.getpid(),
         path,
         config.hash,
     )
@@ -117,6 +135,7 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
             create_app(config),
             host=bind_host,
             port=bind_port,
+            reuse_port=bool(os.environ.get(WORKER_ENV)) or None,
             access_log=None,
             print=None,
             handler_cancellation=True,

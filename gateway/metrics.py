@@ -5,7 +5,7 @@ the configured key *name*; never a user, a secret or a request id."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway import __version__
 
@@ -141,5 +141,12 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
-        self.build_info = Info("gateway_build", "Gateway version.", registry=r)
-        self.build_info.info({"version": __version__})
+        # A gauge, not an Info: Info does not work in multiprocess mode.
+        self.build_info = Gauge(
+            "gateway_build_info",
+            "Gateway version.",
+            ("version",),
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.build_info.labels(__version__).set(1)

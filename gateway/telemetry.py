@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -112,6 +113,7 @@ class Telemetry:
             "upstream_ms": round(o.upstream_s * 1000, 2),
             "attempts": o.attempts,
             "error": o.error or None,
+            "pid": os.getpid(),
         }
         if o.usage is not None:
             line["input_tokens"] = o.usage.input_tokens
