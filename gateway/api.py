@@ -7,7 +7,6 @@ import asyncio
 import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -43,50 +42,60 @@ def _json_error(error: ApiError) -> web.Response:
 async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, in-flight gauge, errors in OpenAI's shape (never a traceback), and
     one telemetry record per API request."""
+    app = request.app
+    telemetry = app[TELEMETRY]
     given = request.headers.get("X-Request-Id", "")
-    request_id = given if _SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+    request_id = given if _SANE_REQUEST_ID.match(given) else telemetry.new_request_id()
+    if not request.path.startswith("/v1/"):
+        # Health, metrics and admin: shaped errors, but no request metrics of their own.
+        response = await _shaped(request, handler)
+        if not response.prepared:
+            response.headers["X-Request-Id"] = request_id
+        return response
     outcome = Outcome(request_id, method=request.method, path=request.path)
     request[OUTCOME] = outcome
-    app = request.app
-    is_api = request.path.startswith("/v1/")
-    metrics = app[METRICS]
-    metrics.inflight.inc()
-    response: web.StreamResponse | None = None
+    inflight = app[METRICS].inflight
+    inflight.inc()
+    answered: web.StreamResponse | None = None
     try:
-        response = await handler(request)
+        answered = await _shaped(request, handler)
+    except asyncio.CancelledError:
+        outcome.status = 499  # the client went away
+        outcome.error = outcome.error or "client_disconnected"
+        raise
+    finally:
+        inflight.dec()
+        if outcome.status == 0 and answered is not None:
+            outcome.status = answered.status
+        telemetry.record(outcome, app[RUNTIME].current.config.pricing)
+    if not answered.prepared:
+        answered.headers["X-Request-Id"] = request_id
+    return answered
+
+
+async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The handler's answer, with every error in OpenAI's shape and never a traceback."""
+    try:
+        return await handler(request)
     except ApiError as error:
-        response = _json_error(error)
+        return _json_error(error)
     except web.HTTPException as exc:
         message = "Unknown path." if exc.status == 404 else exc.reason
-        response = _json_error(
-            ApiError(
-                exc.status,
-                f"{message} ({request.method} {request.path})",
-                code="unknown_url" if exc.status == 404 else None,
-            )
+        code = "unknown_url" if exc.status == 404 else None
+        return _json_error(
+            ApiError(exc.status, f"{message} ({request.method} {request.path})", code=code)
         )
-    except asyncio.CancelledError:
-        outcome.status = outcome.status if outcome.status == 499 else 499
-        outcome.error = outcome.error or "client_disconnected"
+    except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
-        response = web.Response(
+        return web.Response(
             status=500,
             content_type="application/json",
             body=error_body(
                 "The gateway failed to serve this request.", "api_error", "internal_error"
             ),
         )
-    finally:
-        metrics.inflight.dec()
-        if is_api:
-            if outcome.status == 0 and response is not None:
-                outcome.status = response.status
-            app[TELEMETRY].record(outcome, app[RUNTIME].current.config.pricing)
-    if not response.prepared:
-        response.headers["X-Request-Id"] = request_id
-    return response
 
 
 def authenticate(request: web.Request, runtime: Runtime) -> ClientKey | None:

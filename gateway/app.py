@@ -15,6 +15,8 @@ from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
+    PlatformCollector,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -61,7 +63,7 @@ def _runtime(config: GatewayConfig) -> Callable[[web.Application], AsyncIterator
             headers={"User-Agent": f"llm-gateway/{__version__}"},
             timeout=aiohttp.ClientTimeout(total=None),
         )
-        app[RUNTIME] = RuntimeHolder(build_runtime(config, PartsCache(session)))
+        app[RUNTIME] = RuntimeHolder(build_runtime(config, PartsCache(session, app[METRICS])))
         yield
         await session.close()
 
@@ -118,6 +120,8 @@ async def _metrics_page(request: web.Request) -> web.Response:
         # Several workers: every worker's files, summed, whichever worker is asked.
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        ProcessCollector(registry=registry)  # the worker that answers
+        PlatformCollector(registry=registry)
         page = generate_latest(registry)
     else:
         page = generate_latest(request.app[METRICS].registry)

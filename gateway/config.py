@@ -122,6 +122,7 @@ class Pricing:
     input_per_mtok: float
     output_per_mtok: float
     cached_input_per_mtok: float
+    cache_write_per_mtok: float  # Anthropic prompt-cache writes cost more than input
 
 
 @dataclass(frozen=True)
@@ -349,6 +350,7 @@ def _pricing(t: Table) -> dict[str, Pricing]:
             input_per_mtok=input_,
             output_per_mtok=p.number("output_per_mtok"),
             cached_input_per_mtok=p.number("cached_input_per_mtok", input_),
+            cache_write_per_mtok=p.number("cache_write_per_mtok", input_),
         )
         p.done()
     return prices

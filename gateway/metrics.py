@@ -5,7 +5,14 @@ the configured key *name*; never a user, a secret or a request id."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from gateway import __version__
 
@@ -129,6 +136,10 @@ class Metrics:
         self.config_reloads = Counter(
             "gateway_config_reloads_total", "Config reloads.", ("result",), registry=r
         )
+        # Exported at 0 from the start: `increase()` cannot see a series that is born at 1,
+        # so without this the first failed reload would never raise the alert.
+        for result in ("success", "failure"):
+            self.config_reloads.labels(result)
         self.store_up = Gauge(
             "gateway_store_up",
             "Redis reachable (1) or not (0).",
@@ -150,3 +161,6 @@ class Metrics:
             multiprocess_mode="max",
         )
         self.build_info.labels(__version__).set(1)
+        # process_* (CPU, memory, fds, start time) and python_info, in the app's registry.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)

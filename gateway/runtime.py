@@ -6,6 +6,7 @@ across reloads for every provider whose settings did not change."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from gateway.config import ClientKey, GatewayConfig, ProviderConfig
+from gateway.metrics import Metrics
 from gateway.providers.anthropic import AnthropicAdapter
 from gateway.providers.base import Adapter
 from gateway.providers.mock import MockTransport
@@ -57,8 +59,9 @@ class KeyRing:
 class PartsCache:
     """Transports and breakers keyed by the provider settings that made them."""
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    def __init__(self, session: aiohttp.ClientSession, metrics: Metrics) -> None:
         self.session = session
+        self.metrics = metrics
         self._transports: dict[ProviderConfig, Transport] = {}
         self._breakers: dict[tuple[ProviderConfig, str], CircuitBreaker] = {}
         self._budgets: dict[str, RetryBudget] = {}
@@ -93,8 +96,11 @@ class PartsCache:
         live = set(config.providers.values())
         for provider in [p for p in self._transports if p not in live]:
             del self._transports[provider]
-        for pair in [k for k in self._breakers if k[0] not in live]:
-            del self._breakers[pair]
+        for provider, model in [k for k in self._breakers if k[0] not in live]:
+            del self._breakers[(provider, model)]
+            # A target that is gone must not keep an old circuit state (and its alert).
+            with contextlib.suppress(KeyError):
+                self.metrics.circuit_state.remove(provider.name, model)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import secrets
 import sys
 import time
 from collections.abc import Mapping
@@ -44,9 +46,10 @@ class Outcome:
 
 
 def cost_usd(usage: Usage, price: Pricing) -> float:
-    uncached = max(usage.input_tokens - usage.cached_input_tokens, 0)
+    uncached = max(usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens, 0)
     return (
-        uncached * price.input_per_mtok
+        usage.cache_write_tokens * price.cache_write_per_mtok
+        + uncached * price.input_per_mtok
         + usage.cached_input_tokens * price.cached_input_per_mtok
         + usage.output_tokens * price.output_per_mtok
     ) / 1_000_000
@@ -56,6 +59,12 @@ class Telemetry:
     def __init__(self, metrics: Metrics, write_access_log: bool = True) -> None:
         self.metrics = metrics
         self.write_access_log = write_access_log
+        # Request ids: a random per-process prefix and a counter, cheaper than uuid4.
+        self._id_prefix = secrets.token_hex(6)
+        self._ids = itertools.count(1)
+
+    def new_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids):010x}"
 
     def record(self, outcome: Outcome, pricing: Mapping[str, Pricing]) -> None:
         m = self.metrics
