@@ -13,7 +13,7 @@ from gateway.api import Handler, read_json
 from gateway.appkeys import PROMPTS, RELOADER, RUNTIME
 from gateway.config import GatewayConfig, Secret
 from gateway.errors import ApiError
-from gateway.prompts import PromptContent, Routing
+from gateway.prompts import PROMPT_NAME, PromptContent, Routing
 from gateway.snapshot import PromptsHolder
 from gateway.store.base import not_found
 
@@ -70,6 +70,12 @@ async def show_prompt(request: web.Request) -> web.Response:
 
 async def push_version(request: web.Request) -> web.Response:
     name = request.match_info["name"]
+    if not PROMPT_NAME.match(name):
+        raise ApiError(
+            400,
+            "A prompt name is letters, digits, '.', '_' and '-' (at most 100).",
+            code="invalid_name",
+        )
     body = await read_json(request, ADMIN_BODY_LIMIT)
     by = _actor(request, body)
     body.pop("by", None)

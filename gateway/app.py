@@ -33,6 +33,7 @@ from gateway.runtime import PartsCache, RuntimeHolder, build_runtime
 from gateway.snapshot import PromptsHolder, PromptsSnapshot
 from gateway.store.base import Store, seed_prompts
 from gateway.store.memory import MemoryStore
+from gateway.store.redis import RedisStore
 from gateway.telemetry import Telemetry
 
 
@@ -71,7 +72,8 @@ def _runtime(config: GatewayConfig) -> Callable[[web.Application], AsyncIterator
 
 
 def open_store(config: GatewayConfig) -> Store:
-    return MemoryStore()
+    """Redis when `[redis] url` is set (shared by every replica), else in-process."""
+    return RedisStore.from_config(config.redis) if config.redis.url else MemoryStore()
 
 
 def _prompts(

@@ -19,7 +19,7 @@ from gateway.app import create_app
 from gateway.cli_admin import add_prompts_parser, run_prompts
 from gateway.config import GatewayConfig, load_config
 from gateway.config_source import ConfigError
-from gateway.supervisor import WORKER_ENV, Supervisor
+from gateway.supervisor import WORKER_ENV, Supervisor, exit_with_parent
 from gateway.telemetry import JsonLineHandler
 
 
@@ -130,9 +130,12 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
         path,
         config.hash,
     )
+    app = create_app(config)
+    if os.environ.get(WORKER_ENV):
+        app.cleanup_ctx.append(exit_with_parent())
     try:
         web.run_app(
-            create_app(config),
+            app,
             host=bind_host,
             port=bind_port,
             reuse_port=bool(os.environ.get(WORKER_ENV)) or None,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gateway.config_source import ConfigError, Loader, Table, interpolate, plain, read_toml
+from gateway.prompts import PROMPT_NAME
 
 log = logging.getLogger("gateway.config")
 
@@ -214,7 +215,7 @@ def _server(t: Table) -> ServerConfig:
         port=t.integer("port", d.port),
         workers=t.integer("workers", d.workers, minimum=1),
         max_body_bytes=t.integer("max_body_bytes", d.max_body_bytes, minimum=1),
-        request_timeout_s=t.number("request_timeout_s", d.request_timeout_s),
+        request_timeout_s=t.number("request_timeout_s", d.request_timeout_s, minimum=0.001),
         allow_unauthenticated=t.flag("allow_unauthenticated", d.allow_unauthenticated),
         admin_token=Secret(t.text("admin_token", "")),
         drain_timeout_s=t.number("drain_timeout_s", d.drain_timeout_s),
@@ -231,7 +232,7 @@ def _redis(t: Table) -> RedisConfig:
         url=t.text("url", d.url),
         prefix=t.text("prefix", d.prefix),
         socket_timeout_s=t.number("socket_timeout_s", d.socket_timeout_s),
-        connect_timeout_s=t.number("connect_timeout_s", d.connect_timeout_s),
+        connect_timeout_s=t.number("connect_timeout_s", d.connect_timeout_s, minimum=0.001),
         resync_interval_s=t.number("resync_interval_s", d.resync_interval_s, minimum=0.1),
         poll_interval_s=t.number("poll_interval_s", d.poll_interval_s, minimum=0.05),
         cluster=t.flag("cluster", d.cluster),
@@ -277,10 +278,12 @@ def _provider(t: Table, name: str) -> ProviderConfig:
         base_url=base_url,
         api_key=Secret(t.text("api_key", "")),
         api_version=t.text("api_version", "2024-10-21" if type_ == "azure" else ""),
-        connect_timeout_s=t.number("connect_timeout_s", d.connect_timeout_s),
-        first_token_timeout_s=t.number("first_token_timeout_s", d.first_token_timeout_s),
-        idle_timeout_s=t.number("idle_timeout_s", d.idle_timeout_s),
-        total_timeout_s=t.number("total_timeout_s", d.total_timeout_s),
+        connect_timeout_s=t.number("connect_timeout_s", d.connect_timeout_s, minimum=0.001),
+        first_token_timeout_s=t.number(
+            "first_token_timeout_s", d.first_token_timeout_s, minimum=0.001
+        ),
+        idle_timeout_s=t.number("idle_timeout_s", d.idle_timeout_s, minimum=0.001),
+        total_timeout_s=t.number("total_timeout_s", d.total_timeout_s, minimum=0.001),
         max_connections=t.integer("max_connections", d.max_connections, minimum=1),
         breaker_consecutive_failures=t.integer(
             "breaker_consecutive_failures", d.breaker_consecutive_failures, minimum=1
@@ -389,8 +392,8 @@ def _prompts(t: Table, routes: Mapping[str, RouteConfig]) -> dict[str, PromptCon
     for name in t.data:
         t.seen.add(name)
         p = t.table(name)
-        if not _NAME.match(name):
-            raise p.loader.error(p.path, "prompt name must be a plain name")
+        if not PROMPT_NAME.match(name):
+            raise p.loader.error(p.path, "a prompt name is letters, digits, '.', '_' and '-'")
         model = p.text("model")
         if model not in routes:
             raise p.loader.error(p.key("model"), f"unknown route {model!r}")

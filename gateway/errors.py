@@ -112,6 +112,10 @@ def classify_status(status: int) -> Reason:
         return "timeout"
     if status >= 500:
         return "server_error"
+    if status < 400 or status == 404:
+        # A redirect (the base URL is wrong) or an unknown model or deployment: the
+        # target's config, not the client's request, is at fault; another target may do.
+        return "bad_response"
     return "client_error"
 
 

@@ -17,12 +17,14 @@ from gateway.errors import ApiError, UpstreamError
 from gateway.metrics import Metrics
 from gateway.providers.base import Usage
 from gateway.relay import open_stream, relay_stream
-from gateway.resilience import retry_delay_s
+from gateway.resilience import CircuitBreaker, CircuitState, RetryBudget, retry_delay_s
 from gateway.routing import RoutePlan
 from gateway.runtime import ProviderRuntime, Runtime
 from gateway.telemetry import Outcome
 
 T = TypeVar("T")
+# A provider's words on our credentials may quote part of the key: never shown.
+_AUTH_MESSAGE = "provider refused the gateway's credentials for this target"
 Attempt = Callable[[ProviderRuntime, Target, float], Awaitable[T]]
 
 
@@ -36,6 +38,10 @@ class Call:
     outcome: Outcome
     metrics: Metrics
     deadline: float  # event-loop time
+
+    def expired(self) -> bool:
+        # A timer may fire a hair before its time (clock resolution): allow a millisecond.
+        return asyncio.get_running_loop().time() >= self.deadline - 0.001
 
     def gateway_headers(self, target: Target) -> dict[str, str]:
         headers = {
@@ -142,73 +148,101 @@ async def _exchange(provider: ProviderRuntime, request: Any, timeout_s: float) -
 async def _try_targets(call: Call, attempt: Attempt[T]) -> tuple[T, Target]:
     """Each target in plan order, each retried per the route's policy within the retry
     budget; returns the first success. A client error ends the loop as it came."""
-    runtime, route, metrics, outcome = call.runtime, call.plan.route, call.metrics, call.outcome
-    loop = asyncio.get_running_loop()
-    budget = runtime.parts.budget(route.name, route.retry_budget_ratio)
+    route, metrics = call.plan.route, call.metrics
+    budget = call.runtime.parts.budget(route.name, route.retry_budget_ratio)
     budget.deposit()
     failures: list[tuple[Target, UpstreamError]] = []
     previous: Target | None = None
     for target in call.plan.targets:
-        provider = runtime.providers[target.provider]
-        breaker = runtime.parts.breaker(provider.config, target.model)
+        if call.expired():
+            break
         if previous is not None:
             metrics.failovers.labels(route.name, previous.provider, target.provider).inc()
         previous = target
-        outcome.provider, outcome.model = target.provider, target.model
+        found = await _try_target(call, target, attempt, budget, failures)
+        if found is not None:
+            return found[0], target
+    raise _exhausted(call, failures, deadline_passed=call.expired())
+
+
+async def _try_target(
+    call: Call,
+    target: Target,
+    attempt: Attempt[T],
+    budget: RetryBudget,
+    failures: list[tuple[Target, UpstreamError]],
+) -> tuple[T] | None:
+    """One target, retried while the error, the route's policy, the retry budget, the
+    circuit and the deadline all allow; None when it is time to move on."""
+    route, metrics, outcome = call.plan.route, call.metrics, call.outcome
+    provider = call.runtime.providers[target.provider]
+    breaker = call.runtime.parts.breaker(provider.config, target.model)
+    outcome.provider, outcome.model = target.provider, target.model
+    loop = asyncio.get_running_loop()
+    retry = 0
+    while True:
+        remaining = call.deadline - loop.time()
+        if remaining <= 0:
+            return None
         if not breaker.allow():
-            error = UpstreamError(
-                "circuit_open", "circuit open", retry_after_s=breaker.retry_after_s()
-            )
-            metrics.provider_errors.labels(target.provider, target.model, "circuit_open").inc()
-            failures.append((target, error))
-            continue
-        retry = 0
-        while True:
-            remaining = call.deadline - loop.time()
-            if remaining <= 0:
-                raise _exhausted(call, failures, deadline_passed=True)
-            outcome.attempts += 1
-            began = time.perf_counter()
-            try:
-                result = await attempt(
-                    provider, target, min(remaining, provider.config.total_timeout_s)
+            if retry == 0:  # skipped without a call: say so
+                error = UpstreamError(
+                    "circuit_open", "circuit open", retry_after_s=breaker.retry_after_s()
                 )
-            except UpstreamError as error:
-                spent = time.perf_counter() - began
-                outcome.upstream_s += spent
-                metrics.upstream_duration.labels(
-                    target.provider, target.model, error.reason
-                ).observe(spent)
-                breaker.on_failure(error)
-                metrics.circuit_state.labels(target.provider, target.model).set(breaker.state)
-                if error.reason == "client_error":
-                    raise
                 metrics.provider_errors.labels(target.provider, target.model, error.reason).inc()
                 failures.append((target, error))
-                delay = retry_delay_s(route, error, retry)
-                if (
-                    delay is None
-                    or retry >= route.retries_per_target
-                    or loop.time() + delay >= call.deadline
-                    or not budget.withdraw()
-                ):
-                    break
-                metrics.retries.labels(route.name, target.provider, target.model).inc()
-                retry += 1
-                await asyncio.sleep(delay)
-                if not breaker.allow():
-                    break
-                continue
-            except BaseException:
-                breaker.release_probe()
-                raise
+            return None
+        show_circuit(metrics, target, breaker)  # a probe makes it half-open
+        if retry:
+            metrics.retries.labels(route.name, target.provider, target.model).inc()
+        outcome.attempts += 1
+        began = time.perf_counter()
+        try:
+            result = await attempt(
+                provider, target, min(remaining, provider.config.total_timeout_s)
+            )
+        except UpstreamError as error:
             spent = time.perf_counter() - began
             outcome.upstream_s += spent
-            metrics.upstream_duration.labels(target.provider, target.model, "ok").observe(spent)
-            breaker.on_success()
-            metrics.circuit_state.labels(target.provider, target.model).set(breaker.state)
-            return result, target
-    raise _exhausted(call, failures, deadline_passed=loop.time() >= call.deadline)
+            metrics.upstream_duration.labels(target.provider, target.model, error.reason).observe(
+                spent
+            )
+            if error.reason == "timeout" and outcome.attempts > 1 and call.expired():
+                # What was left of the deadline ran out, after earlier attempts had used
+                # the rest: no verdict on this target.
+                breaker.release_probe()
+            else:
+                breaker.on_failure(error)
+            show_circuit(metrics, target, breaker)
+            if error.reason == "client_error":
+                raise
+            metrics.provider_errors.labels(target.provider, target.model, error.reason).inc()
+            failures.append((target, error))
+            delay = retry_delay_s(route, error, retry)
+            if (
+                delay is None
+                or retry >= route.retries_per_target
+                or breaker.state is not CircuitState.CLOSED
+                or loop.time() + delay >= call.deadline
+                or not budget.withdraw()
+            ):
+                return None
+            retry += 1
+            await asyncio.sleep(delay)
+            continue
+        except BaseException:
+            breaker.release_probe()
+            raise
+        spent = time.perf_counter() - began
+        outcome.upstream_s += spent
+        metrics.upstream_duration.labels(target.provider, target.model, "ok").observe(spent)
+        breaker.on_success()
+        show_circuit(metrics, target, breaker)
+        return (result,)
+
+
+def show_circuit(metrics: Metrics, target: Target, breaker: CircuitBreaker) -> None:
+    metrics.circuit_state.labels(target.provider, target.model).set(breaker.state)
 
 
 def _exhausted(
@@ -220,7 +254,7 @@ def _exhausted(
             "model": t.model,
             "reason": e.reason,
             "status": e.status,
-            "message": e.message,
+            "message": _AUTH_MESSAGE if e.reason == "auth_error" else e.message,
         }
         for t, e in failures
     ]

@@ -19,6 +19,8 @@ from gateway.errors import ApiError
 BUCKETS = 10_000
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _VERSION_ID = re.compile(r"^v([1-9][0-9]*)$")
+# Safe in URLs, in `prompt:NAME@vN`, and as a Redis Cluster hash tag.
+PROMPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 Status = Literal["draft", "approved"]
 
 

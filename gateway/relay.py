@@ -38,6 +38,7 @@ class StreamStart:
     reader: SSEReader
     translator: StreamTranslator
     pending: list[bytes]
+    until: float  # event-loop time: the end of this attempt's total time
 
 
 def _feed(reader: SSEReader, translator: StreamTranslator, chunk: bytes | None) -> list[bytes]:
@@ -63,6 +64,7 @@ async def open_stream(
     adapter = provider.adapter
     request = adapter.chat_request(provider.config, target.model, body, True)
     wait_s = min(provider.config.first_token_timeout_s, timeout_s)
+    until = asyncio.get_running_loop().time() + timeout_s
     response: UpstreamResponse | None = None
     try:
         async with asyncio.timeout(wait_s):
@@ -81,7 +83,7 @@ async def open_stream(
                         "stream_cut", "provider ended the stream before the first token"
                     ) from None
                 pending += _feed(reader, translator, chunk)
-        return StreamStart(response, chunks, reader, translator, pending)
+        return StreamStart(response, chunks, reader, translator, pending, until)
     except BaseException as exc:
         if response is not None:
             response.release()
@@ -115,7 +117,9 @@ async def relay_stream(
         if translator.content_started:
             outcome.ttft_s = time.perf_counter() - outcome.started
         try:
-            async with asyncio.timeout(min(loop.time() + idle_s, deadline)) as timer:
+            # One timer: the idle gap, capped by the attempt's total time (itself within
+            # the request deadline); pushed on by every chunk.
+            async with asyncio.timeout_at(min(loop.time() + idle_s, start.until)) as timer:
                 while not translator.finished:
                     waited = time.perf_counter()
                     try:
@@ -123,26 +127,29 @@ async def relay_stream(
                     except StopAsyncIteration:
                         chunk = None
                     outcome.upstream_s += time.perf_counter() - waited
-                    timer.reschedule(min(loop.time() + idle_s, deadline))
                     payloads = _feed(reader, translator, chunk)
                     if payloads:
                         if outcome.ttft_s is None and translator.content_started:
                             outcome.ttft_s = time.perf_counter() - outcome.started
+                        timer.reschedule(start.until)  # a slow reader is no stalled provider
                         await response.write(b"".join(b"data: " + p + b"\n\n" for p in payloads))
+                    timer.reschedule(min(loop.time() + idle_s, start.until))
                     if chunk is None and not translator.finished:
                         raise UpstreamError("stream_cut", "provider stream ended early")
         except TimeoutError:
-            stalled = loop.time() < deadline
-            await _fail(
-                response,
-                outcome,
-                metrics,
-                breaker,
-                target,
-                UpstreamError(
-                    "timeout", "provider stream stalled" if stalled else "request deadline passed"
-                ),
-            )
+            now = loop.time()
+            if now >= deadline - 0.001:
+                # The request's deadline, not the target, ran out: no verdict on it.
+                error = UpstreamError("timeout", "request deadline passed")
+                await _fail(response, outcome, metrics, None, target, error)
+            else:
+                message = (
+                    f"provider stream stalled (no data for {idle_s:g}s)"
+                    if now < start.until - 0.001
+                    else "provider stream took longer than its total timeout"
+                )
+                error = UpstreamError("timeout", message)
+                await _fail(response, outcome, metrics, breaker, target, error)
             return response
         except UpstreamError as error:
             await _fail(response, outcome, metrics, breaker, target, error)
@@ -169,14 +176,15 @@ async def _fail(
     response: web.StreamResponse,
     outcome: Outcome,
     metrics: Metrics,
-    breaker: CircuitBreaker,
+    breaker: CircuitBreaker | None,
     target: Target,
     error: UpstreamError,
 ) -> None:
     outcome.status = 502  # counted as a failed request; the client already had a 200
     outcome.error = error.reason
     metrics.provider_errors.labels(target.provider, target.model, error.reason).inc()
-    breaker.on_failure(error)
-    metrics.circuit_state.labels(target.provider, target.model).set(breaker.state)
+    if breaker is not None:
+        breaker.on_failure(error)
+        metrics.circuit_state.labels(target.provider, target.model).set(breaker.state)
     await response.write(sse_error(error.message, "upstream_error", error.reason))
     await response.write_eof()

@@ -141,7 +141,8 @@ class RetryBudget:
 
 def backoff_s(route: RouteConfig, retry: int, rng: random.Random | None = None) -> float:
     """Full-jitter exponential backoff for the `retry`-th retry (0-based)."""
-    ceiling = min(route.backoff_max_s, route.backoff_initial_s * (2**retry))
+    # 2.0**n, not 2**n: an int that large does not convert to a float.
+    ceiling = min(route.backoff_max_s, route.backoff_initial_s * 2.0 ** min(retry, 64))
     return (rng or random).uniform(0, ceiling)
 
 

@@ -64,7 +64,7 @@ class PartsCache:
         self.metrics = metrics
         self._transports: dict[ProviderConfig, Transport] = {}
         self._breakers: dict[tuple[ProviderConfig, str], CircuitBreaker] = {}
-        self._budgets: dict[str, RetryBudget] = {}
+        self._budgets: dict[tuple[str, float], RetryBudget] = {}
 
     def transport(self, provider: ProviderConfig) -> Transport:
         found = self._transports.get(provider)
@@ -84,9 +84,9 @@ class PartsCache:
         return found
 
     def budget(self, route: str, ratio: float) -> RetryBudget:
-        found = self._budgets.get(route)
+        found = self._budgets.get((route, ratio))  # a reload with a new ratio: a new budget
         if found is None:
-            found = self._budgets[route] = RetryBudget(ratio)
+            found = self._budgets[(route, ratio)] = RetryBudget(ratio)
         return found
 
     def breakers(self) -> list[tuple[ProviderConfig, str, CircuitBreaker]]:

@@ -5,6 +5,7 @@ prometheus-client's multiprocess mode, in a fresh private directory per start.""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -14,8 +15,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Callable
 from types import FrameType
 
+from aiohttp import web
 from prometheus_client import multiprocess
 
 log = logging.getLogger("gateway.supervisor")
@@ -110,3 +113,24 @@ class Supervisor:
 def _signal(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
+
+
+def exit_with_parent(interval_s: float = 1.0) -> Callable[[web.Application], AsyncIterator[None]]:
+    """For a worker: drain and exit if the supervisor goes away (no orphan keeps the
+    port, whatever killed the supervisor)."""
+    parent = os.getppid()
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async def watch() -> None:
+            while os.getppid() == parent:  # noqa: ASYNC110 - no event tells of a parent's death
+                await asyncio.sleep(interval_s)
+            log.warning("supervisor %d is gone; worker %d stopping", parent, os.getpid())
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        task = asyncio.create_task(watch())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -85,6 +86,7 @@ async def serve(tmp_path: Path, workers: int) -> Served:
         str(path),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # teardown stops the supervisor and its workers at once
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     served = Served(process, port)
@@ -105,9 +107,9 @@ async def stop_all() -> AsyncIterator[list[Served]]:
     started: list[Served] = []
     yield started
     for served in started:
-        if served.process.returncode is None:
-            served.process.kill()
-            await served.process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(served.process.pid, signal.SIGKILL)
+        await served.process.wait()
 
 
 async def total_requests(session: aiohttp.ClientSession, served: Served) -> float:
@@ -137,12 +139,21 @@ async def test_two_workers_share_the_port_metrics_and_reloads(
     assert len(served.children()) == 2
     # A new connection per request: the kernel spreads them over both workers.
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
-        for _ in range(60):
-            assert await chat(s, served) == 200
-        await served.wait_until(lambda: _true(len(served.access_pids()) == 2))
+        # (The second worker may still be starting: send until both have answered.)
+        sent = 0
+
+        async def both_served() -> bool:
+            nonlocal sent
+            for _ in range(20):
+                assert await chat(s, served) == 200
+                sent += 1
+            await asyncio.sleep(0.05)  # let the access-log lines arrive
+            return len(served.access_pids()) == 2
+
+        await served.wait_until(both_served)
         # Whichever worker answers /metrics reports both.
         for _ in range(4):
-            assert await total_requests(s, served) == 60
+            assert await total_requests(s, served) == sent
 
         # SIGHUP to the supervisor reaches both workers.
         os.kill(served.process.pid, signal.SIGHUP)

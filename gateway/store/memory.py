@@ -91,7 +91,7 @@ class MemoryStore:
     async def history(self, name: str, limit: int = 100) -> list[RoutingChange]:
         if name not in self._versions:
             raise not_found(name)
-        return self._history.get(name, [])[:limit]
+        return self._history.get(name, [])[: max(limit, 0)]
 
     async def watch(self, on_change: OnChange) -> None:
         return None
