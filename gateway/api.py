@@ -67,7 +67,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         inflight.dec()
         if outcome.status == 0 and answered is not None:
             outcome.status = answered.status
-        telemetry.record(outcome, app[RUNTIME].current.config.pricing)
+        telemetry.record(outcome, app[RUNTIME].current.config)
     if not answered.prepared:
         answered.headers["X-Request-Id"] = request_id
     return answered

@@ -27,6 +27,7 @@ from gateway.admin import create_admin_app
 from gateway.api import add_routes, gateway_middleware
 from gateway.appkeys import LIFECYCLE, METRICS, PROMPTS, RELOADER, RUNTIME, TELEMETRY, Lifecycle
 from gateway.config import GatewayConfig
+from gateway.logs import AccessLogWriter
 from gateway.metrics import Metrics
 from gateway.reload import Reloader, watch_file
 from gateway.runtime import PartsCache, RuntimeHolder, build_runtime
@@ -44,7 +45,9 @@ def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.A
     disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` doubles series
     metrics = Metrics()
     app[METRICS] = metrics
-    app[TELEMETRY] = Telemetry(metrics, config.logging.access_log)
+    access_log = AccessLogWriter()
+    app[TELEMETRY] = Telemetry(metrics, access_log)
+    app.cleanup_ctx.append(_access_log(access_log))
     app.cleanup_ctx.append(_runtime(config))
     app.cleanup_ctx.append(_prompts(config, metrics, watch_interval_s))
     app[LIFECYCLE] = Lifecycle()
@@ -67,6 +70,19 @@ def _runtime(config: GatewayConfig) -> Callable[[web.Application], AsyncIterator
         app[RUNTIME] = RuntimeHolder(build_runtime(config, PartsCache(session, app[METRICS])))
         yield
         await session.close()
+
+    return ctx
+
+
+def _access_log(writer: AccessLogWriter) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        writer.start()
+        flusher = asyncio.create_task(writer.run())
+        yield
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+        writer.stop()
 
     return ctx
 

@@ -8,7 +8,6 @@ import hashlib
 import logging
 import logging.handlers
 import os
-import queue
 import secrets
 import sys
 from collections.abc import Sequence
@@ -19,8 +18,8 @@ from gateway.app import create_app
 from gateway.cli_admin import add_prompts_parser, run_prompts
 from gateway.config import GatewayConfig, load_config
 from gateway.config_source import ConfigError
+from gateway.logs import setup_logging
 from gateway.supervisor import WORKER_ENV, Supervisor, exit_with_parent
-from gateway.telemetry import JsonLineHandler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,18 +79,6 @@ def _check(path: str) -> int:
         f"{len(config.providers)} providers, {len(config.prompts)} prompts)"
     )
     return 0
-
-
-def setup_logging(level: str) -> logging.handlers.QueueListener:
-    """JSON lines on stdout, written by a thread so the event loop never blocks on I/O."""
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = logging.handlers.QueueListener(records, JsonLineHandler(sys.stdout))
-    root = logging.getLogger()
-    root.handlers[:] = [logging.handlers.QueueHandler(records)]
-    root.setLevel(level.upper())
-    logging.getLogger("aiohttp.access").disabled = True
-    listener.start()
-    return listener
 
 
 def _serve(path: str, host: str | None, port: int | None) -> int:

@@ -5,6 +5,8 @@ the configured key *name*; never a user, a secret or a request id."""
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -39,102 +41,160 @@ TIMING_LABELS = ("route", "prompt", "version", "provider", "role")
 SPEND_LABELS = ("route", "prompt", "version", "provider", "model", "key", "role")
 
 
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
+class Family(Generic[M]):
+    """A labelled metric whose children are looked up once: the request path asks for
+    the same few label sets again and again, and label values are bounded."""
+
+    __slots__ = ("_children", "metric")
+
+    def __init__(self, metric: M) -> None:
+        self.metric: M = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def labels(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
+
+    def remove(self, *values: str) -> None:
+        self._children.pop(values, None)
+        self.metric.remove(*values)
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "gateway_requests_total", "Requests answered.", REQUEST_LABELS, registry=r
+        self.requests = Family(
+            Counter("gateway_requests_total", "Requests answered.", REQUEST_LABELS, registry=r)
         )
-        self.request_duration = Histogram(
-            "gateway_request_duration_seconds",
-            "End-to-end latency seen by the client.",
-            TIMING_LABELS,
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.request_duration = Family(
+            Histogram(
+                "gateway_request_duration_seconds",
+                "End-to-end latency seen by the client.",
+                TIMING_LABELS,
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            )
         )
-        self.ttft = Histogram(
-            "gateway_time_to_first_token_seconds",
-            "Streaming: time to the first content byte.",
-            TIMING_LABELS,
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.ttft = Family(
+            Histogram(
+                "gateway_time_to_first_token_seconds",
+                "Streaming: time to the first content byte.",
+                TIMING_LABELS,
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            )
         )
-        self.upstream_duration = Histogram(
-            "gateway_upstream_duration_seconds",
-            "One provider attempt, by outcome.",
-            ("provider", "model", "outcome"),
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.upstream_duration = Family(
+            Histogram(
+                "gateway_upstream_duration_seconds",
+                "One provider attempt, by outcome.",
+                ("provider", "model", "outcome"),
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            )
         )
-        self.overhead = Histogram(
-            "gateway_overhead_seconds",
-            "Time the gateway itself added to a request.",
-            ("route",),
-            buckets=OVERHEAD_BUCKETS,
-            registry=r,
+        self.overhead = Family(
+            Histogram(
+                "gateway_overhead_seconds",
+                "Time the gateway itself added to a request.",
+                ("route",),
+                buckets=OVERHEAD_BUCKETS,
+                registry=r,
+            )
         )
-        self.tokens = Counter(
-            "gateway_tokens_total", "Tokens by type.", (*SPEND_LABELS, "type"), registry=r
+        self.tokens = Family(
+            Counter("gateway_tokens_total", "Tokens by type.", (*SPEND_LABELS, "type"), registry=r)
         )
-        self.cost = Counter(
-            "gateway_cost_usd_total",
-            "Cost in USD from the pricing table.",
-            SPEND_LABELS,
-            registry=r,
+        self.cost = Family(
+            Counter(
+                "gateway_cost_usd_total",
+                "Cost in USD from the pricing table.",
+                SPEND_LABELS,
+                registry=r,
+            )
         )
-        self.unpriced = Counter(
-            "gateway_unpriced_requests_total",
-            "Requests whose model has no price: cost unknown.",
-            ("provider", "model"),
-            registry=r,
+        self.unpriced = Family(
+            Counter(
+                "gateway_unpriced_requests_total",
+                "Requests whose model has no price: cost unknown.",
+                ("provider", "model"),
+                registry=r,
+            )
         )
-        self.provider_errors = Counter(
-            "gateway_provider_errors_total",
-            "Failed provider attempts by reason.",
-            ("provider", "model", "reason"),
-            registry=r,
+        self.provider_errors = Family(
+            Counter(
+                "gateway_provider_errors_total",
+                "Failed provider attempts by reason.",
+                ("provider", "model", "reason"),
+                registry=r,
+            )
         )
-        self.retries = Counter(
-            "gateway_retries_total",
-            "Retries of the same target.",
-            ("route", "provider", "model"),
-            registry=r,
+        self.retries = Family(
+            Counter(
+                "gateway_retries_total",
+                "Retries of the same target.",
+                ("route", "provider", "model"),
+                registry=r,
+            )
         )
-        self.failovers = Counter(
-            "gateway_failovers_total",
-            "Moves to the next target.",
-            ("route", "from_provider", "to_provider"),
-            registry=r,
+        self.failovers = Family(
+            Counter(
+                "gateway_failovers_total",
+                "Moves to the next target.",
+                ("route", "from_provider", "to_provider"),
+                registry=r,
+            )
         )
-        self.circuit_state = Gauge(
-            "gateway_circuit_state",
-            "Circuit per target: 0 closed, 1 half-open, 2 open.",
-            ("provider", "model"),
-            registry=r,
-            multiprocess_mode="max",
+        self.circuit_state = Family(
+            Gauge(
+                "gateway_circuit_state",
+                "Circuit per target: 0 closed, 1 half-open, 2 open.",
+                ("provider", "model"),
+                registry=r,
+                multiprocess_mode="max",
+            )
         )
-        self.shadow_requests = Counter(
-            "gateway_shadow_requests_total",
-            "Shadow requests.",
-            ("route", "prompt", "version", "outcome"),
-            registry=r,
+        self.shadow_requests = Family(
+            Counter(
+                "gateway_shadow_requests_total",
+                "Shadow requests.",
+                ("route", "prompt", "version", "outcome"),
+                registry=r,
+            )
         )
-        self.feedback = Counter(
-            "gateway_feedback_total", "User feedback.", ("prompt", "version", "value"), registry=r
+        self.feedback = Family(
+            Counter(
+                "gateway_feedback_total",
+                "User feedback.",
+                ("prompt", "version", "value"),
+                registry=r,
+            )
         )
-        self.prompt_weight = Gauge(
-            "gateway_prompt_weight",
-            "Live weight per prompt version.",
-            ("prompt", "version"),
-            registry=r,
-            multiprocess_mode="max",
+        self.prompt_weight = Family(
+            Gauge(
+                "gateway_prompt_weight",
+                "Live weight per prompt version.",
+                ("prompt", "version"),
+                registry=r,
+                multiprocess_mode="max",
+            )
         )
-        self.rollout_events = Counter(
-            "gateway_rollout_events_total", "Rollout decisions.", ("prompt", "event"), registry=r
+        self.rollout_events = Family(
+            Counter(
+                "gateway_rollout_events_total",
+                "Rollout decisions.",
+                ("prompt", "event"),
+                registry=r,
+            )
         )
-        self.config_reloads = Counter(
-            "gateway_config_reloads_total", "Config reloads.", ("result",), registry=r
+        self.config_reloads = Family(
+            Counter("gateway_config_reloads_total", "Config reloads.", ("result",), registry=r)
         )
         # Exported at 0 from the start: `increase()` cannot see a series that is born at 1,
         # so without this the first failed reload would never raise the alert.

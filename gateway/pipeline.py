@@ -242,7 +242,9 @@ async def _try_target(
 
 
 def show_circuit(metrics: Metrics, target: Target, breaker: CircuitBreaker) -> None:
-    metrics.circuit_state.labels(target.provider, target.model).set(breaker.state)
+    if breaker.shown_state is not breaker.state:  # the gauge moves only on a change
+        metrics.circuit_state.labels(target.provider, target.model).set(breaker.state)
+        breaker.shown_state = breaker.state
 
 
 def _exhausted(

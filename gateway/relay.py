@@ -44,13 +44,7 @@ class StreamStart:
 def _feed(reader: SSEReader, translator: StreamTranslator, chunk: bytes | None) -> list[bytes]:
     if chunk is None:
         return []  # the stream ended; a half-received event is dropped (SSE spec)
-    events = reader.feed(chunk)
-    if len(events) == 1:
-        return translator.feed(events[0])
-    payloads: list[bytes] = []
-    for event in events:
-        payloads += translator.feed(event)
-    return payloads
+    return translator.feed_all(reader.feed(chunk))
 
 
 async def open_stream(

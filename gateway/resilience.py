@@ -34,6 +34,7 @@ class CircuitBreaker:
         self._cooldown_s = provider.breaker_cooldown_s
         self._clock = clock
         self.state = CircuitState.CLOSED
+        self.shown_state: CircuitState | None = None  # what gateway_circuit_state last showed
         self._consecutive = 0
         self._opened_at = 0.0
         self._cooldown_until = 0.0

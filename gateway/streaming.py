@@ -17,12 +17,10 @@ class SSEReader:
     a blank line when the stream stops is incomplete and never dispatched.
     """
 
-    __slots__ = ("_buffer", "_data", "_event", "_started")
+    __slots__ = ("_buffer", "_started")
 
     def __init__(self) -> None:
         self._buffer = b""
-        self._data: list[bytes] = []
-        self._event: str | None = None
         self._started = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
@@ -37,26 +35,33 @@ class SSEReader:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             if keep_cr:
                 buffer += b"\r"
-        lines = buffer.split(b"\n")
-        self._buffer = lines.pop()  # the unfinished last line
+        blocks = buffer.split(b"\n\n")
+        self._buffer = blocks.pop()  # an event not yet ended by a blank line
         events: list[SSEEvent] = []
-        for line in lines:
-            if not line:
-                if self._data:
-                    events.append(SSEEvent(b"\n".join(self._data), self._event))
-                self._data = []
-                self._event = None
-                continue
-            if line[0] == 58:  # b":" comment
-                continue
-            name, _, value = line.partition(b":")
-            if value[:1] == b" ":
-                value = value[1:]
-            if name == b"data":
-                self._data.append(value)
-            elif name == b"event":
-                self._event = value.decode("utf-8", "replace")
+        for block in blocks:
+            if block[:6] == b"data: " and b"\n" not in block:
+                events.append(SSEEvent(block[6:]))  # the common case: one data line
+            elif block:
+                event = _parse_block(block)
+                if event is not None:
+                    events.append(event)
         return events
+
+
+def _parse_block(block: bytes) -> SSEEvent | None:
+    data: list[bytes] = []
+    name: str | None = None
+    for line in block.split(b"\n"):
+        if not line or line[0] == 58:  # blank, or a b":" comment
+            continue
+        field, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if field == b"data":
+            data.append(value)
+        elif field == b"event":
+            name = value.decode("utf-8", "replace")
+    return SSEEvent(b"\n".join(data), name) if data else None
 
 
 def sse_data(payload: bytes) -> bytes:

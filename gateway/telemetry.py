@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import secrets
-import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TextIO
 
 import orjson
 
-from gateway.config import Pricing
+from gateway.config import GatewayConfig, Pricing
+from gateway.logs import AccessLogWriter
 from gateway.metrics import Metrics
 from gateway.providers.base import Usage
-
-access_log = logging.getLogger("gateway.access")
 
 
 @dataclass(slots=True)
@@ -56,9 +51,9 @@ def cost_usd(usage: Usage, price: Pricing) -> float:
 
 
 class Telemetry:
-    def __init__(self, metrics: Metrics, write_access_log: bool = True) -> None:
+    def __init__(self, metrics: Metrics, access_log: AccessLogWriter | None = None) -> None:
         self.metrics = metrics
-        self.write_access_log = write_access_log
+        self.access_log = access_log
         # Request ids: a random per-process prefix and a counter, cheaper than uuid4.
         self._id_prefix = secrets.token_hex(6)
         self._ids = itertools.count(1)
@@ -66,7 +61,8 @@ class Telemetry:
     def new_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):010x}"
 
-    def record(self, outcome: Outcome, pricing: Mapping[str, Pricing]) -> None:
+    def record(self, outcome: Outcome, config: GatewayConfig) -> None:
+        pricing = config.pricing
         m = self.metrics
         total_s = time.perf_counter() - outcome.started
         route, prompt, version, provider = (
@@ -99,7 +95,7 @@ class Telemetry:
             else:
                 cost = cost_usd(usage, price)
                 m.cost.labels(*spend).inc(cost)
-        if self.write_access_log and access_log.isEnabledFor(logging.INFO):
+        if self.access_log is not None and config.logging.access_log:
             self._log(outcome, total_s, cost)
 
     def _log(self, o: Outcome, total_s: float, cost: float | None) -> None:
@@ -129,31 +125,5 @@ class Telemetry:
             line["output_tokens"] = o.usage.output_tokens
             line["cached_input_tokens"] = o.usage.cached_input_tokens
         line["cost_usd"] = cost
-        access_log.info(orjson.dumps(line).decode())
-
-
-class JsonLineHandler(logging.Handler):
-    """Writes access-log lines as they are (already JSON); other records as JSON too."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        super().__init__()
-        self.stream = stream or sys.stdout
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            if record.name == "gateway.access":
-                text = record.getMessage()
-            else:
-                entry = {
-                    "ts": round(record.created, 3),
-                    "level": record.levelname.lower(),
-                    "logger": record.name,
-                    "message": record.getMessage(),
-                }
-                if record.exc_info:
-                    entry["exception"] = self.format(record).split("\n", 1)[-1]
-                text = orjson.dumps(entry).decode()
-            self.stream.write(text + "\n")
-            self.stream.flush()
-        except Exception:
-            self.handleError(record)
+        assert self.access_log is not None
+        self.access_log.write(orjson.dumps(line) + b"\n")

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
@@ -33,10 +34,44 @@ class Transport(Protocol):
         ...
 
 
+class Slots:
+    """At most `limit` requests in flight to one provider. A free slot costs an integer
+    check; when none is free, waiters are served first come, first served."""
+
+    __slots__ = ("_free", "_waiters")
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot while being cancelled: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes straight to the next waiter
+                return
+        self._free += 1
+
+
 class HttpResponse:
     __slots__ = ("_release_slot", "_response", "headers", "status")
 
-    def __init__(self, response: aiohttp.ClientResponse, release_slot: asyncio.Semaphore) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, release_slot: Slots) -> None:
         self._response = response
         self._release_slot = release_slot
         self.status = response.status
@@ -76,7 +111,7 @@ class HttpTransport:
 
     def __init__(self, session: aiohttp.ClientSession, max_connections: int) -> None:
         self._session = session
-        self._slots = asyncio.Semaphore(max_connections)
+        self._slots = Slots(max_connections)
 
     async def send(self, request: UpstreamRequest, connect_timeout_s: float) -> HttpResponse:
         await self._slots.acquire()

@@ -355,3 +355,32 @@ def test_error_with_unreadable_body(case: Case, garbage: bytes) -> None:
     assert error.reason == "server_error"
     assert error.client_body is not None
     assert orjson.loads(error.client_body)["error"]["message"]
+
+
+@each_adapter
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_feed_all_matches_feeding_one_event_at_a_time(case: Case, include_usage: bool) -> None:
+    """The batched path (one network read at a time) gives exactly what event-by-event
+    feeding gives, whatever the read boundaries."""
+    data = fixture(case.stream)
+    expected, one_by_one = run_stream(case, [data], include_usage)
+    rng = random.Random(11)
+    for _ in range(20):
+        cuts = sorted(rng.sample(range(1, len(data)), 5))
+        pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        reader = SSEReader()
+        translator = case.adapter.chat_stream(TARGET, include_usage)
+        out: list[bytes] = []
+        for piece in pieces:
+            out += translator.feed_all(reader.feed(piece))
+        assert out == expected
+        assert translator.finished and translator.usage == one_by_one.usage
+
+
+@pytest.mark.parametrize("bad", [b"data: {not json}\n\n", b"data: [1, 2]\n\n", b"data: 1,2\n\n"])
+def test_feed_all_finds_a_bad_chunk_among_good_ones(bad: bytes) -> None:
+    good = fixture("openai/stream_text.sse").split(b"\n\n")[1] + b"\n\n"
+    translator = OpenAIAdapter().chat_stream(TARGET, True)
+    with pytest.raises(UpstreamError) as caught:
+        translator.feed_all(SSEReader().feed(good + bad + good))
+    assert caught.value.reason == "bad_response"

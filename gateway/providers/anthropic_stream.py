@@ -134,6 +134,12 @@ class AnthropicStream:
                 self._raw_usage[key] = _count(raw[key])
         self.usage = usage_from_anthropic(self._raw_usage)
 
+    def feed_all(self, events: list[SSEEvent]) -> list[bytes]:
+        out: list[bytes] = []
+        for event in events:
+            out += self.feed(event)
+        return out
+
     def feed(self, event: SSEEvent) -> list[bytes]:
         data = loads(event.data, "a stream event")
         if not isinstance(data, dict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from gateway.config import ProviderConfig
 from gateway.errors import UpstreamError
@@ -30,8 +30,9 @@ class UpstreamRequest:
     body: bytes
 
 
-@dataclass(frozen=True)
-class SSEEvent:
+class SSEEvent(NamedTuple):
+    """One server-sent event (a tuple: made once per stream chunk, so it must be cheap)."""
+
     data: bytes
     event: str | None = None
 
@@ -46,6 +47,10 @@ class StreamTranslator(Protocol):
     def feed(self, event: SSEEvent) -> list[bytes]:
         """Payloads (the JSON after `data: `) to send the client for one event; raises
         `UpstreamError` for an error event or a payload that cannot be read."""
+        ...
+
+    def feed_all(self, events: list[SSEEvent]) -> list[bytes]:
+        """`feed` for the events of one network chunk, in order."""
         ...
 
 

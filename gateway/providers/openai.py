@@ -55,7 +55,33 @@ class OpenAIStream:
         if data == DONE:
             self.finished = True
             return []
-        chunk = _loads(data, "a stream chunk")
+        return self._passed(data, _loads(data, "a stream chunk"))
+
+    def feed_all(self, events: list[SSEEvent]) -> list[bytes]:
+        """Every chunk is checked, but one network read is parsed in one call."""
+        datas = [e.data for e in events]
+        done = DONE in datas
+        if done:
+            datas = datas[: datas.index(DONE)]
+        if len(datas) < 2:
+            out: list[bytes] = []
+            for data in datas:
+                out += self.feed(SSEEvent(data))
+            self.finished = self.finished or done
+            return out
+        try:
+            chunks = orjson.loads(b"[" + b",".join(datas) + b"]")
+        except orjson.JSONDecodeError:
+            chunks = None
+        if not isinstance(chunks, list) or len(chunks) != len(datas):
+            return [p for d in datas for p in self.feed(SSEEvent(d))]  # find the bad one
+        out = []
+        for data, chunk in zip(datas, chunks, strict=True):
+            out += self._passed(data, chunk)
+        self.finished = self.finished or done
+        return out
+
+    def _passed(self, data: bytes, chunk: Any) -> list[bytes]:
         if not isinstance(chunk, dict):
             raise UpstreamError(
                 "bad_response", "provider sent a stream chunk that is not an object"
