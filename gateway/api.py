@@ -14,9 +14,19 @@ import orjson
 from aiohttp import web
 
 from gateway import pipeline
-from gateway.appkeys import LIFECYCLE, METRICS, OUTCOME, PROMPTS, RUNTIME, TELEMETRY
+from gateway.appkeys import (
+    CALL,
+    LIFECYCLE,
+    METRICS,
+    OBSERVERS,
+    OUTCOME,
+    PROMPTS,
+    RUNTIME,
+    TELEMETRY,
+)
 from gateway.config import ClientKey
 from gateway.errors import ApiError, error_body
+from gateway.observers import notify_finish, notify_start
 from gateway.prompts import render_messages
 from gateway.routing import PROMPT_PREFIX, RoutePlan, plan_model_route, plan_prompt_route
 from gateway.runtime import Runtime
@@ -68,6 +78,9 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         if outcome.status == 0 and answered is not None:
             outcome.status = answered.status
         telemetry.record(outcome, app[RUNTIME].current.config)
+        call = request.get(CALL)
+        if call is not None:
+            notify_finish(app[OBSERVERS], call)
     if not answered.prepared:
         answered.headers["X-Request-Id"] = request_id
     return answered
@@ -160,13 +173,18 @@ def _field(
 
 
 def _new_call(
-    request: web.Request, runtime: Runtime, body: dict[str, Any], key: ClientKey | None
+    request: web.Request,
+    runtime: Runtime,
+    body: dict[str, Any],
+    key: ClientKey | None,
+    stream: bool = False,
 ) -> pipeline.Call:
     """Plan the route and build the body to send: for a prompt, its version's messages
     (rendered) before the client's, and its params as defaults the client may override."""
     model = _field(body, "model", str, "a string", required=True)
     upstream_body = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
     plan: RoutePlan
+    variables: dict[str, Any] = {}
     if model.startswith(PROMPT_PREFIX):
         sticky = request.headers.get("X-Gateway-Sticky-Key") or body.get("user")
         plan, version = plan_prompt_route(
@@ -188,8 +206,22 @@ def _new_call(
     outcome = request[OUTCOME]
     outcome.route = plan.route.name
     outcome.prompt, outcome.version = plan.prompt, plan.version
+    outcome.stream = stream
     deadline = asyncio.get_running_loop().time() + runtime.config.server.request_timeout_s
-    return pipeline.Call(runtime, plan, upstream_body, outcome, request.app[METRICS], deadline)
+    call = pipeline.Call(
+        runtime,
+        plan,
+        upstream_body,
+        outcome,
+        request.app[METRICS],
+        deadline,
+        stream=stream,
+        variables=variables,
+        no_capture=request.headers.get("X-Gateway-No-Capture") == "1",
+    )
+    request[CALL] = call
+    notify_start(request.app[OBSERVERS], call)
+    return call
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -203,8 +235,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "'messages' must not be empty.", param="messages", code="invalid_value")
     stream = bool(_field(body, "stream", bool, "true or false"))
     _field(body, "prompt_variables", dict, "an object")
-    call = _new_call(request, runtime, body, key)
-    call.outcome.stream = stream
+    call = _new_call(request, runtime, body, key, stream)
     return await pipeline.chat(request, call, stream)
 
 

@@ -25,7 +25,16 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from gateway import __version__
 from gateway.admin import create_admin_app
 from gateway.api import add_routes, gateway_middleware
-from gateway.appkeys import LIFECYCLE, METRICS, PROMPTS, RELOADER, RUNTIME, TELEMETRY, Lifecycle
+from gateway.appkeys import (
+    LIFECYCLE,
+    METRICS,
+    OBSERVERS,
+    PROMPTS,
+    RELOADER,
+    RUNTIME,
+    TELEMETRY,
+    Lifecycle,
+)
 from gateway.config import GatewayConfig
 from gateway.logs import AccessLogWriter
 from gateway.metrics import Metrics
@@ -51,6 +60,7 @@ def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.A
     app.cleanup_ctx.append(_runtime(config))
     app.cleanup_ctx.append(_prompts(config, metrics, watch_interval_s))
     app[LIFECYCLE] = Lifecycle()
+    app[OBSERVERS] = []
     app.on_shutdown.append(_draining)
     add_routes(app)
     app.add_subapp("/admin/", create_admin_app())

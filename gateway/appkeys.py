@@ -5,6 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.metrics import Metrics
+from gateway.observers import RequestObserver
+from gateway.pipeline import Call
 from gateway.reload import Reloader
 from gateway.runtime import RuntimeHolder
 from gateway.snapshot import PromptsHolder
@@ -16,6 +18,9 @@ PROMPTS = web.AppKey("prompts", PromptsHolder)
 RELOADER = web.AppKey("reloader", Reloader)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
 OUTCOME = web.RequestKey("outcome", Outcome)
+CALL = web.RequestKey("call", Call)
+# Features that watch requests (shadow, capture, rollout counts); see gateway.observers.
+OBSERVERS = web.AppKey("observers", list[RequestObserver])
 
 
 class Lifecycle:

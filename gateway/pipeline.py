@@ -7,11 +7,12 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
 
+from gateway.answers import answer_text
 from gateway.config import Target
 from gateway.errors import ApiError, UpstreamError
 from gateway.metrics import Metrics
@@ -38,6 +39,9 @@ class Call:
     outcome: Outcome
     metrics: Metrics
     deadline: float  # event-loop time
+    stream: bool = False
+    variables: Mapping[str, Any] = field(default_factory=dict)  # prompt variables
+    no_capture: bool = False  # the client said X-Gateway-No-Capture: 1
 
     def expired(self) -> bool:
         # A timer may fire a hair before its time (clock resolution): allow a millisecond.
@@ -109,6 +113,8 @@ async def _chat(request: web.Request, call: Call, stream: bool) -> web.StreamRes
 def _answer(call: Call, target: Target, raw: bytes, usage: Usage | None) -> web.Response:
     call.outcome.status = 200
     call.outcome.usage = usage
+    if call.outcome.keep_answer:
+        call.outcome.answer = answer_text(raw)
     return web.Response(
         body=raw, content_type="application/json", headers=call.gateway_headers(target)
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.answers import StreamAnswer
 from gateway.config import Target
 from gateway.errors import UpstreamError
 from gateway.metrics import Metrics
@@ -104,6 +105,9 @@ async def relay_stream(
     outcome.status = 200
     loop = asyncio.get_running_loop()
     idle_s = provider.config.idle_timeout_s
+    kept = StreamAnswer() if outcome.keep_answer else None
+    if kept is not None:
+        kept.add(start.pending)
     try:
         await response.prepare(request)
         if start.pending:
@@ -125,6 +129,8 @@ async def relay_stream(
                     if payloads:
                         if outcome.ttft_s is None and translator.content_started:
                             outcome.ttft_s = time.perf_counter() - outcome.started
+                        if kept is not None:
+                            kept.add(payloads)
                         timer.reschedule(start.until)  # a slow reader is no stalled provider
                         await response.write(b"".join(b"data: " + p + b"\n\n" for p in payloads))
                     timer.reschedule(min(loop.time() + idle_s, start.until))
@@ -158,6 +164,8 @@ async def relay_stream(
     finally:
         start.response.release()
         outcome.usage = translator.usage
+        if kept is not None:
+            outcome.answer = kept.text()
     return response
 
 

@@ -38,6 +38,10 @@ class Outcome:
     upstream_s: float = 0.0
     ttft_s: float | None = None
     usage: Usage | None = None
+    cost_usd: float | None = None  # None: no answer, or a model with no price
+    # The answer's text is kept only when an observer asks (shadow, capture).
+    keep_answer: bool = False
+    answer: str | None = None
 
 
 def cost_usd(usage: Usage, price: Pricing) -> float:
@@ -93,7 +97,7 @@ class Telemetry:
             if price is None:
                 m.unpriced.labels(provider, outcome.model).inc()
             else:
-                cost = cost_usd(usage, price)
+                cost = outcome.cost_usd = cost_usd(usage, price)
                 m.cost.labels(*spend).inc(cost)
         if self.access_log is not None and config.logging.access_log:
             self._log(outcome, total_s, cost)

@@ -1,0 +1,54 @@
+"""The text of an answer, kept only when a feature asks for it (shadow comparison,
+capture): read from a chat completion body, or collected from a stream's chunks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+def answer_text(body: bytes) -> str | None:
+    """The assistant's text in an OpenAI chat completion (tool calls as JSON)."""
+    try:
+        data = orjson.loads(body)
+        message = data["choices"][0]["message"]
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        return None
+    return _message_text(message)
+
+
+def _message_text(message: Any) -> str | None:
+    if not isinstance(message, dict):
+        return None
+    content = message.get("content")
+    text = content if isinstance(content, str) else ""
+    calls = message.get("tool_calls")
+    if calls:
+        text += orjson.dumps(calls).decode()
+    return text
+
+
+class StreamAnswer:
+    """Collects the text of an OpenAI chunk stream, for when the answer is kept."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def add(self, payloads: list[bytes]) -> None:
+        for payload in payloads:
+            try:
+                chunk = orjson.loads(payload)
+                delta = chunk["choices"][0]["delta"]
+            except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+                continue
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(content, str):
+                self.parts.append(content)
+            elif isinstance(delta, dict) and delta.get("tool_calls"):
+                self.parts.append(orjson.dumps(delta["tool_calls"]).decode())
+
+    def text(self) -> str:
+        return "".join(self.parts)
