@@ -167,8 +167,7 @@ async def providers(request: web.Request) -> web.Response:
                 "provider": provider.name,
                 "type": provider.type,
                 "model": model,
-                "circuit": breaker.state.name.lower(),
-                "retry_after_s": round(breaker.retry_after_s(), 3),
+                **breaker.report(),
             }
         )
     configured = [

@@ -111,14 +111,30 @@ class CircuitBreaker:
         counts[0] += 1
         counts[1] += failed
 
-    def _rate_exceeded(self) -> bool:
+    def window(self) -> tuple[int, int]:
+        """Requests and failures over the sliding window."""
         oldest = int(self._clock() / self._slice_s) - self._SLICES
         requests = failures = 0
         for key, (n, f) in self._window.items():
             if key > oldest:
                 requests += n
                 failures += f
+        return requests, failures
+
+    def _rate_exceeded(self) -> bool:
+        requests, failures = self.window()
         return requests >= self._min_requests and failures / requests >= self._max_error_rate
+
+    def report(self) -> dict[str, object]:
+        requests, failures = self.window()
+        return {
+            "circuit": self.state.name.lower(),
+            "retry_after_s": round(self.retry_after_s(), 3),
+            "consecutive_failures": self._consecutive,
+            "window_s": self._slice_s * self._SLICES,
+            "window_requests": requests,
+            "window_error_rate": round(failures / requests, 4) if requests else None,
+        }
 
 
 class RetryBudget:

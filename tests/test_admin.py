@@ -231,7 +231,10 @@ async def test_config_and_providers_hide_secrets(setup: Any) -> None:
         )
     status, providers = await admin.call("GET", "/providers")
     assert status == 200
-    assert providers["targets"][0]["circuit"] == "closed"
+    target = providers["targets"][0]
+    assert target["circuit"] == "closed"
+    assert target["window_requests"] == 1 and target["window_error_rate"] == 0.0
+    assert "sk-upstream-secret" not in str(providers)
 
 
 async def _metrics(gw: Gateway, session: aiohttp.ClientSession) -> str:
