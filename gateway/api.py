@@ -130,17 +130,29 @@ def authenticate(request: web.Request, runtime: Runtime) -> ClientKey | None:
     raise ApiError(401, message, code="invalid_api_key")
 
 
-async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object; 413 past `limit` bytes, read no further."""
+async def read_json(request: web.Request, limit: int, timeout_s: float = 30.0) -> dict[str, Any]:
+    """The body as a JSON object; 413 past `limit` bytes, read no further; 408 when it
+    does not arrive within `timeout_s` (a client trickling bytes holds nothing for long)."""
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, f"Request body is larger than {limit} bytes.", code="request_too_large")
     body = bytearray()
-    while chunk := await request.content.readany():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(
-                413, f"Request body is larger than {limit} bytes.", code="request_too_large"
-            )
+    try:
+        async with asyncio.timeout(timeout_s):
+            while chunk := await request.content.readany():
+                body += chunk
+                if len(body) > limit:
+                    raise ApiError(
+                        413,
+                        f"Request body is larger than {limit} bytes.",
+                        code="request_too_large",
+                    )
+    except TimeoutError:
+        raise ApiError(
+            408,
+            f"The request body did not arrive within {timeout_s:g}s.",
+            code="request_timeout",
+            headers={"Connection": "close"},
+        ) from None
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -227,7 +239,8 @@ def _new_call(
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME].current
     key = authenticate(request, runtime)
-    body = await read_json(request, runtime.config.server.max_body_bytes)
+    server = runtime.config.server
+    body = await read_json(request, server.max_body_bytes, server.body_timeout_s)
     # A prompt brings its own messages; a plain route needs the client's.
     is_prompt = str(body.get("model", "")).startswith(PROMPT_PREFIX)
     messages = _field(body, "messages", list, "an array of messages", required=not is_prompt)
@@ -242,7 +255,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def embeddings(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME].current
     key = authenticate(request, runtime)
-    body = await read_json(request, runtime.config.server.max_body_bytes)
+    server = runtime.config.server
+    body = await read_json(request, server.max_body_bytes, server.body_timeout_s)
     _field(body, "input", (str, list), "a string or an array", required=True)
     return await pipeline.embeddings(_new_call(request, runtime, body, key))
 

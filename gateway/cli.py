@@ -131,6 +131,7 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
             handler_cancellation=True,
             backlog=4096,
             shutdown_timeout=config.server.drain_timeout_s,
+            keepalive_timeout=config.server.keepalive_timeout_s,
             loop=_new_loop(),
         )
     finally:

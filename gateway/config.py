@@ -62,6 +62,10 @@ class ServerConfig:
     allow_unauthenticated: bool = False
     admin_token: Secret = field(default_factory=lambda: Secret(""))
     drain_timeout_s: float = 30.0
+    # Slow clients: a connection must send its headers (and an idle keep-alive
+    # connection its next request) within this; a body must arrive within body_timeout_s.
+    keepalive_timeout_s: float = 60.0
+    body_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,14 @@ class Target:
 
 
 @dataclass(frozen=True)
+class RouteShadow:
+    """Targets that get a sampled copy of the route's traffic (see gateway.shadow)."""
+
+    targets: tuple[Target, ...] = ()
+    sample_rate: float = 0.0
+
+
+@dataclass(frozen=True)
 class RouteConfig:
     name: str
     targets: tuple[Target, ...]
@@ -116,6 +128,7 @@ class RouteConfig:
     backoff_max_s: float = 2.0
     retry_after_max_s: float = 5.0
     retry_budget_ratio: float = 0.2
+    shadow: RouteShadow = field(default_factory=RouteShadow)
 
 
 @dataclass(frozen=True)
@@ -157,6 +170,30 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class ShadowConfig:
+    max_concurrency: int = 8  # worker tasks running shadow requests
+    queue_size: int = 256  # waiting shadow requests; more are dropped
+    timeout_s: float = 30.0  # one shadow request, start to end
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """Request capture for replay and suites (see gateway.capture)."""
+
+    enabled: bool = False
+    sample_rate: float = 1.0
+    routes: tuple[str, ...] = ()  # with `prompts`: capture what matches either; both empty: all
+    prompts: tuple[str, ...] = ()
+    redact: tuple[str, ...] = ()  # regexes replaced by [REDACTED] before anything is stored
+    max_records: int = 10_000  # Redis stream length (approximate) or in-memory ring
+    file: str = ""  # embedded store: rotating JSONL here; empty: in memory
+    max_file_bytes: int = 64 * 1024 * 1024
+    max_files: int = 5  # the file and its rotated copies .1 .. .N-1
+    batch_size: int = 100
+    flush_interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     path: str
     hash: str
@@ -169,6 +206,8 @@ class GatewayConfig:
     prompts: Mapping[str, PromptConfig]
     logging: LoggingConfig
     metrics: MetricsConfig
+    capture: CaptureConfig
+    shadow: ShadowConfig = field(default_factory=ShadowConfig)
 
 
 def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayConfig:
@@ -192,6 +231,8 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayC
     metrics_ = root.table("metrics")
     metrics = MetricsConfig(enabled=metrics_.flag("enabled", True))
     metrics_.done()
+    capture = _capture(root.table("capture"), file, set(models))
+    shadow = _shadow(root.table("shadow"))
     root.done()
     return GatewayConfig(
         path=str(file),
@@ -205,6 +246,8 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayC
         prompts=prompts,
         logging=log_cfg,
         metrics=metrics,
+        capture=capture,
+        shadow=shadow,
     )
 
 
@@ -219,6 +262,8 @@ def _server(t: Table) -> ServerConfig:
         allow_unauthenticated=t.flag("allow_unauthenticated", d.allow_unauthenticated),
         admin_token=Secret(t.text("admin_token", "")),
         drain_timeout_s=t.number("drain_timeout_s", d.drain_timeout_s),
+        keepalive_timeout_s=t.number("keepalive_timeout_s", d.keepalive_timeout_s, minimum=0.1),
+        body_timeout_s=t.number("body_timeout_s", d.body_timeout_s, minimum=0.1),
     )
     if cfg.port > 65535:
         raise t.loader.error(t.key("port"), "must be at most 65535")
@@ -311,18 +356,10 @@ def _models(
         raw_targets = r.array("targets")
         if not raw_targets:
             raise r.loader.error(r.key("targets"), "must list at least one target")
-        targets = []
-        for i, raw in enumerate(raw_targets):
-            tt = Table(r.loader, raw, f"{r.key('targets')}[{i}]")
-            provider = tt.text("provider")
-            if provider in unusable:
-                raise unusable[provider]
-            if provider not in providers:
-                raise tt.loader.error(tt.key("provider"), f"unknown provider {provider!r}")
-            targets.append(
-                Target(provider=provider, model=tt.text("model"), weight=tt.integer("weight", 1))
-            )
-            tt.done()
+        targets = [
+            _target(Table(r.loader, raw, f"{r.key('targets')}[{i}]"), providers, unusable)
+            for i, raw in enumerate(raw_targets)
+        ]
         strategy = r.text("strategy", "failover")
         if strategy not in ("failover", "weighted"):
             raise r.loader.error(r.key("strategy"), "must be 'failover' or 'weighted'")
@@ -338,9 +375,55 @@ def _models(
             backoff_max_s=r.number("backoff_max_s", d.backoff_max_s),
             retry_after_max_s=r.number("retry_after_max_s", d.retry_after_max_s),
             retry_budget_ratio=r.number("retry_budget_ratio", d.retry_budget_ratio),
+            shadow=_route_shadow(r, providers, unusable),
         )
         r.done()
     return routes
+
+
+def _target(
+    t: Table, providers: Mapping[str, ProviderConfig], unusable: Mapping[str, ConfigError]
+) -> Target:
+    provider = t.text("provider")
+    if provider in unusable:
+        raise unusable[provider]
+    if provider not in providers:
+        raise t.loader.error(t.key("provider"), f"unknown provider {provider!r}")
+    target = Target(provider=provider, model=t.text("model"), weight=t.integer("weight", 1))
+    t.done()
+    return target
+
+
+def _route_shadow(
+    r: Table, providers: Mapping[str, ProviderConfig], unusable: Mapping[str, ConfigError]
+) -> RouteShadow:
+    """`shadow = { targets = [{provider, model}], sample_rate = 0.1 }` on a route."""
+    if r.raw("shadow", None) is None:
+        return RouteShadow()
+    s = r.table("shadow")
+    raw_targets = s.array("targets")
+    if not raw_targets:
+        raise s.loader.error(s.key("targets"), "must list at least one target")
+    targets = tuple(
+        _target(Table(s.loader, raw, f"{s.key('targets')}[{i}]"), providers, unusable)
+        for i, raw in enumerate(raw_targets)
+    )
+    rate = s.number("sample_rate", 1.0)
+    if rate > 1:
+        raise s.loader.error(s.key("sample_rate"), "must be from 0 to 1")
+    s.done()
+    return RouteShadow(targets=targets, sample_rate=rate)
+
+
+def _shadow(t: Table) -> ShadowConfig:
+    d = ShadowConfig()
+    cfg = ShadowConfig(
+        max_concurrency=t.integer("max_concurrency", d.max_concurrency, minimum=1),
+        queue_size=t.integer("queue_size", d.queue_size, minimum=1),
+        timeout_s=t.number("timeout_s", d.timeout_s, minimum=0.001),
+    )
+    t.done()
+    return cfg
 
 
 def _pricing(t: Table) -> dict[str, Pricing]:
@@ -417,3 +500,40 @@ def _prompts(t: Table, routes: Mapping[str, RouteConfig]) -> dict[str, PromptCon
         )
         p.done()
     return prompts
+
+
+def _capture(t: Table, file: Path, route_names: set[str]) -> CaptureConfig:
+    d = CaptureConfig()
+    lists: dict[str, tuple[str, ...]] = {}
+    for name in ("routes", "prompts", "redact"):
+        items = t.array(name, [])
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                raise t.loader.error(f"{t.key(name)}[{i}]", "must be a string")
+            if name == "routes" and item not in route_names:
+                raise t.loader.error(f"{t.key(name)}[{i}]", f"unknown route {item!r}")
+            if name == "redact":
+                try:
+                    re.compile(item)
+                except re.error as exc:
+                    raise t.loader.error(f"{t.key(name)}[{i}]", f"bad regex: {exc}") from None
+        lists[name] = tuple(items)
+    path = t.text("file", d.file)
+    cfg = CaptureConfig(
+        enabled=t.flag("enabled", d.enabled),
+        sample_rate=t.number("sample_rate", d.sample_rate),
+        routes=lists["routes"],
+        prompts=lists["prompts"],
+        redact=lists["redact"],
+        max_records=t.integer("max_records", d.max_records, minimum=1),
+        # Relative to the config file's directory, like every path in it.
+        file=str(file.parent / path) if path else "",
+        max_file_bytes=t.integer("max_file_bytes", d.max_file_bytes, minimum=1024),
+        max_files=t.integer("max_files", d.max_files, minimum=1),
+        batch_size=t.integer("batch_size", d.batch_size, minimum=1),
+        flush_interval_s=t.number("flush_interval_s", d.flush_interval_s, minimum=0.001),
+    )
+    if cfg.sample_rate > 1:
+        raise t.loader.error(t.key("sample_rate"), "must be from 0 to 1")
+    t.done()
+    return cfg
