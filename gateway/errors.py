@@ -127,3 +127,14 @@ def parse_retry_after(value: str | None) -> float | None:
     except ValueError:
         return None  # HTTP-date form: rare for LLM APIs; treat as absent
     return max(seconds, 0.0)
+
+
+def scrub_secret(error: UpstreamError, secret: str) -> UpstreamError:
+    """A provider may quote the credentials it was sent in its error: never pass them on."""
+    if not secret:
+        return error
+    if secret in error.message:
+        error.message = error.message.replace(secret, "***")
+    if error.client_body is not None and secret.encode() in error.client_body:
+        error.client_body = error.client_body.replace(secret.encode(), b"***")
+    return error

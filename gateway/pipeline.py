@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway.answers import answer_text
 from gateway.config import Target
-from gateway.errors import ApiError, UpstreamError
+from gateway.errors import ApiError, UpstreamError, scrub_secret
 from gateway.metrics import Metrics
 from gateway.providers.base import Usage
 from gateway.relay import open_stream, relay_stream
@@ -208,6 +208,7 @@ async def _try_target(
                 provider, target, min(remaining, provider.config.total_timeout_s)
             )
         except UpstreamError as error:
+            scrub_secret(error, provider.config.api_key.reveal())
             spent = time.perf_counter() - began
             outcome.upstream_s += spent
             metrics.upstream_duration.labels(target.provider, target.model, error.reason).observe(

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway.answers import StreamAnswer
 from gateway.config import Target
-from gateway.errors import UpstreamError
+from gateway.errors import UpstreamError, scrub_secret
 from gateway.metrics import Metrics
 from gateway.providers.base import StreamTranslator
 from gateway.resilience import CircuitBreaker
@@ -152,6 +152,7 @@ async def relay_stream(
                 await _fail(response, outcome, metrics, breaker, target, error)
             return response
         except UpstreamError as error:
+            scrub_secret(error, provider.config.api_key.reveal())
             await _fail(response, outcome, metrics, breaker, target, error)
             return response
         await response.write(SSE_DONE)
