@@ -37,3 +37,21 @@ typecheck: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# Benchmark (not part of `make test`): `make bench`, `make bench ARGS=--quick`,
+# `make bench ARGS='--reps 5 --only throughput'`; results in bench/results/latest.md.
+.PHONY: bench bench-compare
+bench: $(STAMP)
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || { \
+	  echo "installing nginx-light and wrk (Debian packages)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    nginx-light wrk >/dev/null; }
+	$(PY) bench/run.py $(ARGS)
+
+# The team's side-by-side benchmark (../shared/bench) with this gateway as candidate.
+bench-compare: $(STAMP)
+	@test -x ../shared/bench/run.sh || { echo "../shared/bench/run.sh not found"; exit 1; }
+	BENCH_PY=$(abspath $(PY)) \
+	BENCH_KEY_SHA256=$$(printf %s sk-bench | sha256sum | cut -d' ' -f1) \
+	../shared/bench/run.sh --no-litellm --candidate-port 18100 --candidate-cwd $(CURDIR) \
+	  --candidate '$(abspath $(VENV))/bin/gateway serve --config bench/candidate.toml' $(ARGS)
