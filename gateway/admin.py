@@ -13,7 +13,10 @@ from gateway.api import Handler, read_json
 from gateway.appkeys import PROMPTS, RELOADER, RUNTIME
 from gateway.config import GatewayConfig, Secret
 from gateway.errors import ApiError
+from gateway.evaluation import add_evaluation_routes, annotate_prompt, check_approvable
 from gateway.prompts import PROMPT_NAME, PromptContent, Routing
+from gateway.rollout_api import add_rollout_routes
+from gateway.shadow_report import add_report_routes
 from gateway.snapshot import PromptsHolder
 from gateway.store.base import not_found
 
@@ -65,7 +68,7 @@ async def show_prompt(request: web.Request) -> web.Response:
     state = await _holder(request).store.get_prompt(name)
     if state is None:
         raise not_found(name)
-    return _json(state.to_json())
+    return _json(await annotate_prompt(request, state.to_json()))  # + suite results
 
 
 async def push_version(request: web.Request) -> web.Response:
@@ -99,6 +102,7 @@ async def approve(request: web.Request) -> web.Response:
     note = body.get("note") or ""
     if not isinstance(note, str):
         raise ApiError(400, "'note' must be a string.", param="note")
+    await check_approvable(request, name, version)  # require_passing_suite
     approved = await _holder(request).store.approve(name, version, _actor(request, body), note)
     await _written(request)
     return _json(approved.to_json())
@@ -193,7 +197,10 @@ def create_admin_app() -> web.Application:
     admin.router.add_put("/prompts/{name}/routing", set_routing)
     admin.router.add_post("/prompts/{name}/rollback", rollback)
     admin.router.add_get("/prompts/{name}/history", history)
+    add_report_routes(admin)  # /prompts/{name}/shadow, /models/{alias}/shadow
     admin.router.add_get("/config", show_config)
     admin.router.add_post("/reload", reload_config)
     admin.router.add_get("/providers", providers)
+    add_evaluation_routes(admin)  # captures, suite results
+    add_rollout_routes(admin)  # /prompts/{name}/rollout[/pause|/resume]
     return admin

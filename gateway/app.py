@@ -36,10 +36,15 @@ from gateway.appkeys import (
     Lifecycle,
 )
 from gateway.config import GatewayConfig
+from gateway.evaluation import evaluation_ctx
+from gateway.feedback import post_feedback
 from gateway.logs import AccessLogWriter
 from gateway.metrics import Metrics
 from gateway.reload import Reloader, watch_file
+from gateway.rollout_api import rollout_ctx
 from gateway.runtime import PartsCache, RuntimeHolder, build_runtime
+from gateway.shadow import SHADOW, ShadowRunner
+from gateway.shadow_report import SHADOW_LOG
 from gateway.snapshot import PromptsHolder, PromptsSnapshot
 from gateway.store.base import Store, seed_prompts
 from gateway.store.memory import MemoryStore
@@ -59,9 +64,16 @@ def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.A
     app.cleanup_ctx.append(_access_log(access_log))
     app.cleanup_ctx.append(_runtime(config))
     app.cleanup_ctx.append(_prompts(config, metrics, watch_interval_s))
+    app.cleanup_ctx.append(evaluation_ctx)  # capture, feedback index, suite results
+    app.cleanup_ctx.append(rollout_ctx)  # version stats and the rollout driver
     app[LIFECYCLE] = Lifecycle()
     app[OBSERVERS] = []
+    shadow = ShadowRunner(config.shadow, app[TELEMETRY], metrics)
+    app[SHADOW], app[SHADOW_LOG] = shadow, shadow.log
+    app[OBSERVERS].append(shadow)
+    app.cleanup_ctx.append(_shadow(shadow))  # after _prompts: it reads the snapshot
     app.on_shutdown.append(_draining)
+    app.router.add_post("/v1/feedback", post_feedback)  # before add_routes' /v1/* catch-all
     add_routes(app)
     app.add_subapp("/admin/", create_admin_app())
     if config.metrics.enabled:
@@ -124,6 +136,15 @@ def _prompts(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await store.close()
+
+    return ctx
+
+
+def _shadow(runner: ShadowRunner) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        runner.start(app[PROMPTS])
+        yield
+        await runner.stop()
 
     return ctx
 

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.cli_admin import add_prompts_parser, run_prompts
+from gateway.cli_admin import add_prompts_parser, add_shadow_parser, run_prompts, run_shadow
+from gateway.cli_eval import add_eval_parsers, run_eval
+from gateway.cli_rollout import add_rollout_parser, run_rollout
 from gateway.config import GatewayConfig, load_config
 from gateway.config_source import ConfigError
 from gateway.logs import setup_logging
@@ -48,9 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     mock.add_argument("--chunk-delay-ms", type=int, default=0)
     mock.add_argument("--seed", type=int)
 
-    add_prompts_parser(commands)
+    add_eval_parsers(commands, add_prompts_parser(commands))  # prompts test, suite, replay
+    add_shadow_parser(commands)
+    add_rollout_parser(commands)
 
     args = parser.parse_args(argv)
+    if getattr(args, "eval_command", None):
+        return run_eval(args)
     if args.command == "serve":
         return _serve(args.config, args.host, args.port)
     if args.command == "check-config":
@@ -59,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _create_key(args.name, args.routes)
     if args.command == "prompts":
         return run_prompts(args)
+    if args.command == "shadow":
+        return run_shadow(args)
+    if args.command == "rollout":
+        return run_rollout(args)
     return _mock_provider(args)
 
 

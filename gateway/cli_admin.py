@@ -1,5 +1,5 @@
-"""`gateway prompts …`: the admin API from the command line (`--url`, `--token`, or
-GATEWAY_URL and GATEWAY_ADMIN_TOKEN)."""
+"""`gateway prompts …`, `gateway shadow …`: the admin API from the command line
+(`--url`, `--token`, or GATEWAY_URL and GATEWAY_ADMIN_TOKEN)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import sys
 import tomllib
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,8 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
 
 
-def add_prompts_parser(commands: Any) -> None:
+def add_prompts_parser(commands: Any) -> Any:
+    """Returns the `prompts` subcommands, for other modules to add theirs."""
     prompts = commands.add_parser("prompts", help="prompt versions and routing")
     sub = prompts.add_subparsers(dest="prompts_command", required=True)
     add_connection_args(sub.add_parser("list", help="every prompt with its routing"))
@@ -76,6 +78,7 @@ def add_prompts_parser(commands: Any) -> None:
     for parser in (show, push, approve, weights, rollback, history):
         add_connection_args(parser)
         parser.add_argument("--by", default=os.environ.get("USER", "cli"))
+    return sub
 
 
 def run_prompts(args: argparse.Namespace) -> int:
@@ -193,3 +196,63 @@ def _weights(routing: dict[str, Any] | None) -> str:
     if shadow.get("versions"):
         text += f" shadow={','.join(shadow['versions'])}@{shadow['sample_rate']:g}"
     return text
+
+
+def add_shadow_parser(commands: Any) -> None:
+    shadow = commands.add_parser("shadow", help="shadow traffic against its primary")
+    sub = shadow.add_subparsers(dest="shadow_command", required=True)
+    report = sub.add_parser("report", help="primary and shadow side by side")
+    report.add_argument("name", help="a prompt (or, with --route, a route alias)")
+    report.add_argument("--route", action="store_true", help="NAME is a route's alias")
+    report.add_argument("--since", default="1h", help="how far back: 3600, 30m, 1h, 7d")
+    add_connection_args(report)
+
+
+def run_shadow(args: argparse.Namespace) -> int:
+    client = AdminClient(args.url, args.token)
+    kind = "models" if args.route else "prompts"
+    since = urllib.parse.quote(args.since)
+    try:
+        answer = client.call("GET", f"/{kind}/{args.name}/shadow?since={since}")
+    except AdminError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    print(f"{answer['kind']} {answer['name']}: shadow traffic over the last {args.since}")
+    if not answer["comparisons"]:
+        print("  nothing mirrored yet")
+    header = "requests  errors  p50 ms  p95 ms  ttft p50  ttft p95  in/req  out/req  usd/req"
+    for row in answer["comparisons"]:
+        primary, shadow = row["primary"], row["shadow"]
+        print(f"\n{primary['label']} -> {shadow['label']}")
+        print(f"  {'':<24}{header}")
+        for role, side in (("primary", primary), ("shadow", shadow)):
+            print(f"  {role + ' ' + side['label']:<24}{_side(side)}")
+        agreement = row["agreement"]
+        print(
+            f"  agreement: exact {_pct(agreement['exact_match_rate'])}, similarity "
+            f"{_num(agreement['similarity'], '.2f')} over {agreement['compared']} pairs; "
+            f"dropped {row['dropped']}"
+        )
+    return 0
+
+
+def _side(side: dict[str, Any]) -> str:
+    latency, ttft = side["latency_ms"], side["ttft_ms"]
+    return (
+        f"{side['requests']:>8}  {_pct(side['error_rate']):>6}  {_num(latency['p50']):>6}  "
+        f"{_num(latency['p95']):>6}  {_num(ttft['p50']):>8}  {_num(ttft['p95']):>8}  "
+        f"{_num(side['input_tokens_per_request']):>6}  "
+        f"{_num(side['output_tokens_per_request']):>7}  "
+        f"{_num(side['cost_usd_per_request'], '.6f'):>7}"
+    )
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _num(value: float | None, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)

@@ -194,6 +194,17 @@ class CaptureConfig:
 
 
 @dataclass(frozen=True)
+class RolloutConfig:
+    """Gradual rollouts (see gateway.rollout). Read at start: same on every replica."""
+
+    lease_s: float = 10.0  # a dead driver's rollout is taken over after this
+    check_interval_s: float = 1.0  # how often the driver looks (renewing its lease)
+    flush_interval_s: float = 1.0  # per-version counts sent to the store
+    bucket_s: float = 10.0  # time bucket of those counts
+    stats_ttl_s: float = 3600.0  # how long the counts are kept
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     path: str
     hash: str
@@ -208,6 +219,7 @@ class GatewayConfig:
     metrics: MetricsConfig
     capture: CaptureConfig
     shadow: ShadowConfig = field(default_factory=ShadowConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
 
 
 def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayConfig:
@@ -233,6 +245,7 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayC
     metrics_.done()
     capture = _capture(root.table("capture"), file, set(models))
     shadow = _shadow(root.table("shadow"))
+    rollout = _rollout(root.table("rollout"))
     root.done()
     return GatewayConfig(
         path=str(file),
@@ -248,6 +261,7 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayC
         metrics=metrics,
         capture=capture,
         shadow=shadow,
+        rollout=rollout,
     )
 
 
@@ -422,6 +436,21 @@ def _shadow(t: Table) -> ShadowConfig:
         queue_size=t.integer("queue_size", d.queue_size, minimum=1),
         timeout_s=t.number("timeout_s", d.timeout_s, minimum=0.001),
     )
+    t.done()
+    return cfg
+
+
+def _rollout(t: Table) -> RolloutConfig:
+    d = RolloutConfig()
+    cfg = RolloutConfig(
+        lease_s=t.number("lease_s", d.lease_s, minimum=0.1),
+        check_interval_s=t.number("check_interval_s", d.check_interval_s, minimum=0.01),
+        flush_interval_s=t.number("flush_interval_s", d.flush_interval_s, minimum=0.01),
+        bucket_s=t.number("bucket_s", d.bucket_s, minimum=0.01),
+        stats_ttl_s=t.number("stats_ttl_s", d.stats_ttl_s, minimum=1),
+    )
+    if cfg.check_interval_s * 2 >= cfg.lease_s:
+        raise t.loader.error(t.key("check_interval_s"), "must be less than half of lease_s")
     t.done()
     return cfg
 

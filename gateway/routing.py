@@ -18,6 +18,7 @@ class RoutePlan:
     targets: tuple[Target, ...]  # in the order to try them
     prompt: str = ""
     version: str = ""
+    pinned: bool = False  # `prompt:NAME@vN`: chosen by the caller, not by the weights
 
 
 def order_targets(route: RouteConfig, rng: random.Random | None = None) -> tuple[Target, ...]:
@@ -102,5 +103,9 @@ def plan_prompt_route(
             param="model",
         )
     return RoutePlan(
-        route=route, targets=order_targets(route), prompt=name, version=version.id
+        route=route,
+        targets=order_targets(route),
+        prompt=name,
+        version=version.id,
+        pinned=bool(pinned),
     ), version

@@ -29,6 +29,7 @@ class Outcome:
     version: str = ""
     key: str = ""
     role: str = "primary"
+    primary_request_id: str = ""  # a shadow request: the request it mirrors
     stream: bool = False
     provider: str = ""
     model: str = ""
@@ -113,6 +114,7 @@ class Telemetry:
             "version": o.version or None,
             "key": o.key or None,
             "role": o.role,
+            "primary_request_id": o.primary_request_id or None,
             "provider": o.provider or None,
             "model": o.model or None,
             "status": o.status,

@@ -150,6 +150,11 @@ class RedisStore:
         client, closers = connect(cfg)
         return cls(client, cfg, closers)
 
+    @property
+    def client(self) -> RedisClient:
+        """Shared with the other Redis records (gateway.store.captures, .records)."""
+        return self._client
+
     # -- reads ---------------------------------------------------------------------
 
     async def load_all(self) -> dict[str, PromptState]:

@@ -1,0 +1,310 @@
+"""What feedback, rollouts and suites keep: which prompt version and target served a
+request, feedback counts in time buckets, and regression-suite results per version.
+In memory for the embedded store; in Redis, under the configured prefix:
+
+- `{prefix}request:{request_id}`: STRING with a TTL of `REQUEST_INDEX_TTL_S`; which
+  route, prompt, version, provider and model served it, and the client key's name.
+- `{prefix}feedback:{{prompt}}:{version}:{bucket}`: HASH of `positive`, `negative`,
+  `total`, `score_sum` within one `FEEDBACK_BUCKET_S` bucket (named by its start, unix
+  seconds), expiring after `FEEDBACK_RETENTION_S`.
+- `{prefix}feedback:events`: STREAM (`MAXLEN ~ FEEDBACK_EVENTS`) of each feedback:
+  request id, prompt, version, target, score, value and comment (redacted).
+- `{prefix}prompt:{{name}}:suite-results:{version}`: LIST of regression-suite runs of
+  that version, newest first, the last `SUITE_RUNS_KEPT`.
+
+The `{prompt}` hash tags keep a prompt's keys in one Cluster slot, next to its versions."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import orjson
+from redis.exceptions import RedisError
+
+from gateway.store.base import StoreUnavailable
+from gateway.store.redis import unavailable_reason
+from gateway.store.redis_connect import RedisClient
+
+REQUEST_INDEX_TTL_S = 24 * 3600  # feedback is accepted this long after the request
+REQUEST_INDEX_MAX = 100_000  # entries in each process's in-memory index
+FEEDBACK_BUCKET_S = 60
+FEEDBACK_RETENTION_S = 2 * 24 * 3600
+FEEDBACK_EVENTS = 10_000
+SUITE_RUNS_KEPT = 20
+
+
+@dataclass(frozen=True, slots=True)  # many are kept: slots halve their size
+class ServedBy:
+    """Which prompt version and target served one request."""
+
+    request_id: str
+    at: float
+    route: str
+    prompt: str
+    version: str
+    provider: str
+    model: str
+    key: str  # the client key's configured name ("" anonymous): feedback must match it
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ServedBy:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+class RecentRequests:
+    """request id → ServedBy, in memory: at most `max_entries`, each for `ttl_s`."""
+
+    def __init__(self, ttl_s: float, max_entries: int) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, ServedBy] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def put(self, entry: ServedBy) -> None:
+        self._entries[entry.request_id] = entry
+        self._entries.move_to_end(entry.request_id)
+        horizon = time.time() - self.ttl_s
+        while self._entries:
+            oldest = next(iter(self._entries.values()))
+            if len(self._entries) <= self.max_entries and oldest.at >= horizon:
+                break
+            self._entries.popitem(last=False)
+
+    def get(self, request_id: str) -> ServedBy | None:
+        entry = self._entries.get(request_id)
+        if entry is None or entry.at < time.time() - self.ttl_s:
+            return None
+        return entry
+
+
+@dataclass(frozen=True)
+class FeedbackCounts:
+    positive: int = 0
+    negative: int = 0
+    total: int = 0
+    score_sum: float = 0.0  # scores on 0..1 (-1 counts as 0)
+
+    @property
+    def negative_ratio(self) -> float | None:
+        return self.negative / self.total if self.total else None
+
+    @property
+    def mean_score(self) -> float | None:
+        return self.score_sum / self.total if self.total else None
+
+    def __add__(self, other: FeedbackCounts) -> FeedbackCounts:
+        return FeedbackCounts(
+            self.positive + other.positive,
+            self.negative + other.negative,
+            self.total + other.total,
+            self.score_sum + other.score_sum,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "negative_ratio": self.negative_ratio,
+            "mean_score": self.mean_score,
+        }
+
+
+def bucket_of(at: float) -> int:
+    return int(at // FEEDBACK_BUCKET_S) * FEEDBACK_BUCKET_S
+
+
+def buckets_since(since_s: float, now: float) -> list[int]:
+    """The buckets that overlap the last `since_s` seconds (whole buckets: a bucket
+    that began before the window counts in full), within the retention."""
+    first = bucket_of(now - min(since_s, FEEDBACK_RETENTION_S))
+    return list(range(first, bucket_of(now) + 1, FEEDBACK_BUCKET_S))
+
+
+class Records(Protocol):
+    """The request index (shared part), feedback and suite results, in one store."""
+
+    shared: bool  # seen by every replica (Redis), or this process only
+
+    async def index_requests(self, entries: list[ServedBy], ttl_s: float) -> None: ...
+
+    async def served_by(self, request_id: str) -> ServedBy | None: ...
+
+    async def add_feedback(self, served: ServedBy, score: float, value: str, comment: str) -> None:
+        """`score` on 0..1; `value` "positive" or "negative"."""
+        ...
+
+    async def feedback_counts(
+        self, prompt: str, version: str, since_s: float
+    ) -> FeedbackCounts: ...
+
+    async def add_suite_run(self, name: str, version: str, run: Mapping[str, Any]) -> None: ...
+
+    async def suite_runs(self, name: str, versions: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Newest first, per version (versions with no run are left out)."""
+        ...
+
+
+class MemoryRecords:
+    """The embedded store's: the in-memory request index is the only one."""
+
+    shared = False
+
+    def __init__(self) -> None:
+        self._buckets: dict[tuple[str, str], dict[int, FeedbackCounts]] = {}
+        self.events: deque[dict[str, Any]] = deque(maxlen=FEEDBACK_EVENTS)
+        self._suites: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    async def index_requests(self, entries: list[ServedBy], ttl_s: float) -> None:
+        return None
+
+    async def served_by(self, request_id: str) -> ServedBy | None:
+        return None
+
+    async def add_feedback(self, served: ServedBy, score: float, value: str, comment: str) -> None:
+        now = time.time()
+        buckets = self._buckets.setdefault((served.prompt, served.version), {})
+        for old in [b for b in buckets if b < now - FEEDBACK_RETENTION_S]:
+            del buckets[old]
+        one = FeedbackCounts(int(value == "positive"), int(value == "negative"), 1, score)
+        bucket = bucket_of(now)
+        buckets[bucket] = buckets.get(bucket, FeedbackCounts()) + one
+        self.events.append(_event(served, score, value, comment, now))
+
+    async def feedback_counts(self, prompt: str, version: str, since_s: float) -> FeedbackCounts:
+        buckets = self._buckets.get((prompt, version), {})
+        total = FeedbackCounts()
+        for bucket in buckets_since(since_s, time.time()):
+            total += buckets.get(bucket, FeedbackCounts())
+        return total
+
+    async def add_suite_run(self, name: str, version: str, run: Mapping[str, Any]) -> None:
+        runs = self._suites.setdefault((name, version), [])
+        runs.insert(0, orjson.loads(orjson.dumps(run)))
+        del runs[SUITE_RUNS_KEPT:]
+
+    async def suite_runs(self, name: str, versions: list[str]) -> dict[str, list[dict[str, Any]]]:
+        return {v: list(self._suites[(name, v)]) for v in versions if (name, v) in self._suites}
+
+
+class RedisRecords:
+    shared = True
+
+    def __init__(self, client: RedisClient, prefix: str) -> None:
+        self._client = client
+        self.prefix = prefix
+
+    def request_key(self, request_id: str) -> str:
+        return f"{self.prefix}request:{request_id}"
+
+    def feedback_key(self, prompt: str, version: str, bucket: int) -> str:
+        return f"{self.prefix}feedback:{{{prompt}}}:{version}:{bucket}"
+
+    @property
+    def events_key(self) -> str:
+        return f"{self.prefix}feedback:events"
+
+    def suite_key(self, name: str, version: str) -> str:
+        return f"{self.prefix}prompt:{{{name}}}:suite-results:{version}"
+
+    async def index_requests(self, entries: list[ServedBy], ttl_s: float) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for entry in entries:
+            pipe.set(
+                self.request_key(entry.request_id),
+                orjson.dumps(entry.to_json()),
+                px=max(1, int(ttl_s * 1000)),
+            )
+        await pipe.execute()
+
+    async def served_by(self, request_id: str) -> ServedBy | None:
+        with _store_errors():
+            raw = await self._client.get(self.request_key(request_id))
+        return ServedBy.from_json(orjson.loads(raw)) if raw else None
+
+    async def add_feedback(self, served: ServedBy, score: float, value: str, comment: str) -> None:
+        now = time.time()
+        key = self.feedback_key(served.prompt, served.version, bucket_of(now))
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hincrby(key, value, 1)
+        pipe.hincrby(key, "total", 1)
+        pipe.hincrbyfloat(key, "score_sum", score)
+        pipe.expire(key, FEEDBACK_RETENTION_S + FEEDBACK_BUCKET_S)
+        event = orjson.dumps(_event(served, score, value, comment, now))
+        pipe.xadd(self.events_key, {"e": event}, maxlen=FEEDBACK_EVENTS, approximate=True)
+        with _store_errors():
+            await pipe.execute()
+
+    async def feedback_counts(self, prompt: str, version: str, since_s: float) -> FeedbackCounts:
+        pipe = self._client.pipeline(transaction=False)
+        for bucket in buckets_since(since_s, time.time()):
+            pipe.hgetall(self.feedback_key(prompt, version, bucket))
+        total = FeedbackCounts()
+        with _store_errors():
+            replies = await pipe.execute()
+        for raw in replies:
+            fields = {_text(k): _text(v) for k, v in (raw or {}).items()}
+            total += FeedbackCounts(
+                int(fields.get("positive", 0)),
+                int(fields.get("negative", 0)),
+                int(fields.get("total", 0)),
+                float(fields.get("score_sum", 0.0)),
+            )
+        return total
+
+    async def add_suite_run(self, name: str, version: str, run: Mapping[str, Any]) -> None:
+        key = self.suite_key(name, version)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.lpush(key, orjson.dumps(run))
+        pipe.ltrim(key, 0, SUITE_RUNS_KEPT - 1)
+        with _store_errors():
+            await pipe.execute()
+
+    async def suite_runs(self, name: str, versions: list[str]) -> dict[str, list[dict[str, Any]]]:
+        if not versions:
+            return {}
+        pipe = self._client.pipeline(transaction=False)
+        for version in versions:
+            pipe.lrange(self.suite_key(name, version), 0, -1)
+        with _store_errors():
+            replies = await pipe.execute()
+        return {
+            version: [orjson.loads(item) for item in raw]
+            for version, raw in zip(versions, replies, strict=True)
+            if raw
+        }
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """For callers that answer a client: Redis down is a 503, never a hang or a 500."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailable(unavailable_reason(exc)) from exc
+
+
+def _event(served: ServedBy, score: float, value: str, comment: str, at: float) -> dict[str, Any]:
+    return {
+        "at": at,
+        "request_id": served.request_id,
+        "prompt": served.prompt,
+        "version": served.version,
+        "provider": served.provider,
+        "model": served.model,
+        "score": score,
+        "value": value,
+        "comment": comment,
+    }
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
