@@ -226,3 +226,29 @@ class Loader:
 
     def error(self, key: str, message: str) -> ConfigError:
         return ConfigError(str(self.path), message, key=key, line=find_line(self.text, key))
+
+
+class Secret:
+    """A credential: usable by the code that needs it, shown as *** everywhere else."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__

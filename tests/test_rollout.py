@@ -374,6 +374,29 @@ async def test_two_replicas_share_one_rollout_one_drives_and_the_other_takes_ove
     assert deciders == sorted(deciders, key=lambda by: by == survivor)  # never back
 
 
+async def test_a_driver_that_dies_without_a_word_is_replaced_when_its_lease_expires(
+    redis_server: RedisServer,
+    start_replica: Callable[[str], Awaitable[Replica]],
+    session: aiohttp.ClientSession,
+) -> None:
+    """No graceful hand-over: the driver's loop just stops (as in a kill -9 or a frozen
+    process), its lease is left to expire, and the other replica takes over."""
+    a, b = await start_replica(redis_server.url), await start_replica(redis_server.url)
+    await canary(session, a, "good")
+    await start(
+        session, a, interval_s=1, steps=[10, 30, 60, 100], guards={"min_requests": 5, **CALM}
+    )
+    async with traffic(session, [a, b]):
+        answer = await status_when(session, b, lambda s: bool(events(s, "promote")))
+        drivers = {a.app[ROLLOUTS].replica_id: a, b.app[ROLLOUTS].replica_id: b}
+        driver = drivers[answer["driver"]]
+        other = b if driver is a else a
+        driver.app[ROLLOUTS].stop()  # no renewal, no release: the lease must expire
+        answer = await status_when(session, other, finished)
+    assert answer["state"] == "completed", answer["events"]
+    assert answer["events"][-1]["by"] == other.app[ROLLOUTS].replica_id
+
+
 async def test_the_lease_expires_renews_and_is_released_only_by_its_holder(
     redis_store: RedisStore,
 ) -> None:
