@@ -35,6 +35,7 @@ from gateway.providers.mock import (
     reply_text,
     split_words,
 )
+from gateway.providers.mock_anthropic import anthropic_events, anthropic_message, system_text
 
 Wire = Literal["openai", "anthropic"]
 
@@ -103,67 +104,6 @@ def _error(wire: Wire, status: int, message: str, retry_after: str | None = None
 
 def _json(data: Any) -> web.Response:
     return web.Response(body=orjson.dumps(data), content_type="application/json")
-
-
-def _system_text(system: Any) -> str:
-    if isinstance(system, str):
-        return system
-    if isinstance(system, list):
-        return " ".join(str(b.get("text", "")) for b in system if isinstance(b, dict))
-    return ""
-
-
-def _event(name: str, **fields: Any) -> bytes:
-    data = orjson.dumps({"type": name, **fields})
-    return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
-
-
-def _anthropic_message(
-    model: str, text: str, input_tokens: int, id_: str, done: bool = True
-) -> dict[str, Any]:
-    """A Messages answer; with `done=False`, the skeleton that `message_start` carries."""
-    return {
-        "id": id_,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [{"type": "text", "text": text}] if done else [],
-        "stop_reason": "end_turn" if done else None,
-        "stop_sequence": None,
-        "usage": {
-            "input_tokens": input_tokens,
-            "output_tokens": count_tokens(text) if done else 1,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-        },
-    }
-
-
-def _anthropic_events(
-    model: str, text: str, input_tokens: int, id_: str
-) -> tuple[list[bytes], int]:
-    """The framed events of a streamed Messages answer, and how many make half of it."""
-    words = split_words(text)
-    start = _anthropic_message(model, text, input_tokens, id_, done=False)
-    events = [
-        _event("message_start", message=start),
-        _event("content_block_start", index=0, content_block={"type": "text", "text": ""}),
-        _event("ping"),
-    ]
-    events += [
-        _event("content_block_delta", index=0, delta={"type": "text_delta", "text": w})
-        for w in words
-    ]
-    events += [
-        _event("content_block_stop", index=0),
-        _event(
-            "message_delta",
-            delta={"stop_reason": "end_turn", "stop_sequence": None},
-            usage={"output_tokens": count_tokens(text)},
-        ),
-        _event("message_stop"),
-    ]
-    return events, 3 + len(words) // 2
 
 
 def _drop_connection(request: web.Request) -> None:
@@ -337,11 +277,11 @@ class _MockServer:
             return fault
         id_ = f"msg_mock{next(self.calls)}"
         text = reply_text(messages, plan.words)
-        system = _system_text(body.get("system"))
+        system = system_text(body.get("system"))
         tokens = prompt_tokens(messages) + (count_tokens(system) if system else 0)
         if not stream:
-            return _json(_anthropic_message(model, text, tokens, id_))
-        events, half = _anthropic_events(model, text, tokens, id_)
+            return _json(anthropic_message(model, text, tokens, id_))
+        events, half = anthropic_events(model, text, tokens, id_)
         return await self._stream(request, events, half, plan)
 
     async def models(self, request: web.Request) -> web.StreamResponse:
