@@ -48,7 +48,7 @@ def describe_changes(old: GatewayConfig, new: GatewayConfig) -> tuple[str, ...]:
         for name in sorted(before.keys() & after.keys()):
             if before[name] != after[name]:
                 changes.append(f"{section} ~{name}")
-    for section in ("server", "redis", "logging", "metrics"):
+    for section in ("server", "redis", "logging", "metrics", "shadow", "capture", "rollout"):
         if getattr(old, section) != getattr(new, section):
             changes.append(f"{section} changed")
     return tuple(changes)
