@@ -116,14 +116,22 @@ class _Lines:
 
 
 def wrk_count(
-    procs: Procs, url: str, model: str, key: str, n: int, stream: bool, pin: bool, max_s: float
+    procs: Procs,
+    url: str,
+    model: str,
+    key: str,
+    n: int,
+    stream: bool,
+    pin: bool,
+    max_s: float,
+    extra: str = "",
 ) -> dict[str, Any]:
     """wrk stopped after `n` responses (64 connections): a bounded run."""
     p = procs.start(
         "wrk-count",
         _wrk_argv(url, 64, max_s),
         cpus=LOAD_CPU if pin else None,
-        env=_wrk_env(model, key, stream, "", max_requests=n),
+        env=_wrk_env(model, key, stream, extra, max_requests=n),
         stdout_pipe=True,
         announce=False,
     )

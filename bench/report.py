@@ -99,7 +99,36 @@ def targets(a: argparse.Namespace, results: Records) -> list[str]:
         f"| RSS growth over {n} requests | < 5 % | {fmt(growth, 1, ' %')} | "
         f"{_status(growth, growth is not None and growth < 5)} |"
     )
+    k = _pick(results, test="soak", peer="gateway")
+    if k:
+        soak_growth = _growth(k[0])
+        leaked = k[0]["fds_end"] - k[0]["fds_warm"]
+        lines.append(
+            f"| soak: RSS after {k[0]['requests']:,} mixed requests vs after warm-up | "
+            f"within 10 %, no leaked descriptors | {fmt(soak_growth, 1, ' %')}, "
+            f"{leaked:+d} descriptors | "
+            f"{_status(soak_growth, soak_growth < 10 and leaked <= 2)} |"
+        )
     return lines
+
+
+def soak_table(results: Records) -> list[str]:
+    k = _pick(results, test="soak", peer="gateway")
+    if not k:
+        return []
+    r = k[0]
+    return [
+        "## Soak (prompt canary + 10% shadow, 30-chunk streams, failover; a third each)",
+        "",
+        "| requests | seconds | errors | RSS after warm-up MB | RSS at end MB | growth "
+        "| descriptors | sockets | shadow requests | failovers |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| {r['requests']:,} | {r['seconds']} | {r['errors']} | {r['rss_warm_kb'] / MB:.1f} "
+        f"| {r['rss_end_kb'] / MB:.1f} | {_growth(r):.1f} % | {r['fds_warm']} -> {r['fds_end']} "
+        f"| {r['sockets_warm']} -> {r['sockets_end']} | {fmt(r['shadow_requests'])} "
+        f"| {fmt(r['failovers'])} |",
+        "",
+    ]
 
 
 def _sel(test: str, kind: str, conns: int, peer: str) -> dict[str, Any]:
@@ -277,6 +306,7 @@ def page(a: argparse.Namespace, results: Records, meta: dict[str, str]) -> str:
         "",
         *memory_table(a, results),
         "",
+        *soak_table(results),
         "## Setup",
         "",
         *(f"- {k}: {v}" for k, v in meta.items() if k not in ("date", "machine")),

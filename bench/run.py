@@ -14,6 +14,8 @@ Scenarios (each repeated --reps times, bare and gateway interleaved; medians):
   latency        fixed --lat-rate req/s over the 50 ms upstream: gateway - direct
   features       + prompt routing, + shadow 10%, + capture, 2 workers
   memory         RSS with --streams open streams; RSS growth over --requests requests
+  soak           --soak-requests mixed requests (prompt canary + 10% shadow, streams,
+                 failover): RSS, descriptors and sockets after warm-up vs at the end
 Writes bench/results/latest.md (and prints it). Every process is stopped on exit,
 error, timeout (--max-minutes) or Ctrl-C.
 """
@@ -47,10 +49,10 @@ from scenarios import Bench, Peer
 HERE = Path(__file__).resolve().parent
 
 QUICK = {"reps": 1, "warmup": 1, "duration": 3, "lat_duration": 4, "hold": 2.0}
-QUICK |= {"requests": 10_000, "warm_requests": 1_000}
+QUICK |= {"requests": 10_000, "warm_requests": 1_000, "soak_requests": 20_000}
 FULL = {"reps": 3, "warmup": 3, "duration": 10, "lat_duration": 10, "hold": 3.0}
-FULL |= {"requests": 100_000, "warm_requests": 5_000}
-SCENARIOS = ("throughput", "latency", "features", "memory")
+FULL |= {"requests": 100_000, "warm_requests": 5_000, "soak_requests": 200_000}
+SCENARIOS = ("throughput", "latency", "features", "memory", "soak")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--hold", type=float, help="seconds the streams stay open (3; 2)")
     ap.add_argument("--requests", type=int, help="bounded run for RSS growth (100000; 10000)")
     ap.add_argument("--warm-requests", type=int, help="warm-up before it (5000; 1000)")
+    ap.add_argument("--soak-requests", type=int, help="mixed soak run (200000; 20000)")
     ap.add_argument("--only", default=",".join(SCENARIOS), help="comma list of scenarios")
     ap.add_argument("--no-pin", dest="pin", action="store_false", help="no CPU pinning")
     ap.add_argument("--max-minutes", type=float, default=30.0, help="bound on the whole run")
@@ -293,6 +296,8 @@ def main() -> int:
                 gwsetup.reset_routing(b.gw, b.admin_token)
             scenarios.growth(b)  # first: 1,000 open streams raise RSS's high-water mark
             scenarios.open_streams(b)
+        if "soak" in a.only:
+            scenarios.soak(b)
     except Abort as exc:
         log(f"ABORT: {exc}")
         rc = 2

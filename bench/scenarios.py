@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -222,3 +223,86 @@ def growth(b: Bench) -> None:
             rss_end_kb=rss_end,
         )
         log(f"{peer.name}: RSS {rss_warm} kB after warm-up, {rss_end} kB after {done} requests")
+
+
+def _fds(pid: int) -> tuple[int, int]:
+    """Open file descriptors of a process, and how many of them are sockets."""
+    fds = sockets = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        fds += 1
+        try:
+            sockets += os.readlink(fd).startswith("socket:")
+        except OSError:
+            continue
+    return fds, sockets
+
+
+def soak(b: Bench) -> None:
+    """Mixed traffic through every feature at once: the prompt canary (90/10) with a 10%
+    shadow, 30-chunk streams, and a route whose first target is down (failover, and its
+    circuit opening and probing). RSS, descriptors and sockets after a warm-up vs at the
+    end of a bounded run."""
+    gw = b.gw
+    assert gw.pid
+    gwsetup.setup_canary(gw, b.admin_token)
+    gwsetup.set_shadow(gw, b.admin_token, 0.1)
+    mix = (
+        (f"prompt:{PROMPT}", False, PROMPT_EXTRA),
+        ("bench-model-stream", True, ""),
+        ("bench-failover", False, ""),
+    )
+    errors = 0
+
+    def bounded(total: int) -> int:
+        nonlocal errors
+        done = 0
+        for model, stream, extra in mix:
+            d = loads.wrk_count(
+                b.procs,
+                gw.chat_url,
+                model,
+                b.key,
+                total // len(mix),
+                stream,
+                b.a.pin,
+                max_s=max(60.0, b.budget.left() - 30),
+                extra=extra,
+            )
+            done += d["requests"]
+            errors += d["errors"]
+        return done
+
+    b.budget.check(b.a.soak_requests / 300)
+    b.quiet()
+    warm = bounded(b.a.warm_requests)
+    b.quiet()
+    time.sleep(1)
+    rss_warm, (fds_warm, sockets_warm) = rss_kb(gw.pid), _fds(gw.pid)
+    t0 = time.monotonic()
+    done = bounded(b.a.soak_requests)
+    seconds = time.monotonic() - t0
+    b.quiet()
+    time.sleep(2)  # let idle pooled connections settle
+    rss_end, (fds_end, sockets_end) = rss_kb(gw.pid), _fds(gw.pid)
+    record = b.add(
+        test="soak",
+        peer="gateway",
+        warm_requests=warm,
+        requests=done,
+        seconds=round(seconds, 1),
+        errors=errors,
+        rss_warm_kb=rss_warm,
+        rss_end_kb=rss_end,
+        fds_warm=fds_warm,
+        fds_end=fds_end,
+        sockets_warm=sockets_warm,
+        sockets_end=sockets_end,
+        shadow_requests=gwsetup.metric_total(gw, "gateway_shadow_requests_total"),
+        failovers=gwsetup.metric_total(gw, "gateway_failovers_total"),
+    )
+    gwsetup.reset_routing(gw, b.admin_token)
+    log(
+        f"soak: {done} requests in {seconds:.0f}s, RSS {rss_warm} -> {rss_end} kB, "
+        f"fds {fds_warm} -> {fds_end}, sockets {sockets_warm} -> {sockets_end}, "
+        f"{record['shadow_requests']} shadows, {record['failovers']} failovers"
+    )
