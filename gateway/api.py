@@ -194,7 +194,12 @@ def _new_call(
     """Plan the route and build the body to send: for a prompt, its version's messages
     (rendered) before the client's, and its params as defaults the client may override."""
     model = _field(body, "model", str, "a string", required=True)
-    upstream_body = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
+    # The adapters copy what they change: only our own fields need taking out here.
+    upstream_body = (
+        {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
+        if any(field in body for field in GATEWAY_FIELDS)
+        else body
+    )
     plan: RoutePlan
     variables: dict[str, Any] = {}
     if model.startswith(PROMPT_PREFIX):

@@ -44,9 +44,6 @@ class KeyRing:
     def __init__(self, keys: tuple[ClientKey, ...]) -> None:
         self._keys = [(bytes.fromhex(k.sha256), k) for k in keys]
 
-    def __len__(self) -> int:
-        return len(self._keys)
-
     def find(self, token: str) -> ClientKey | None:
         digest = hashlib.sha256(token.encode()).digest()
         found: ClientKey | None = None

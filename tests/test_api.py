@@ -298,9 +298,15 @@ async def test_client_disconnect_cancels_the_upstream_request(
         ),
         (
             {"Authorization": f"Bearer {CLIENT_TOKEN}"},
-            b'{"model": "chat", "messages": [], "stream": "yes"}',
+            b'{"model": "chat", "messages": []}',
             400,
             "invalid_value",
+        ),
+        (
+            {"Authorization": f"Bearer {CLIENT_TOKEN}"},
+            b'{"model": "chat", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
+            400,
+            "invalid_type",
         ),
         (
             {"Authorization": "Bearer sk-wrong"},
