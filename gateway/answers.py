@@ -37,10 +37,11 @@ class StreamAnswer:
     def __init__(self) -> None:
         self.parts: list[str] = []
 
-    def add(self, payloads: list[bytes]) -> None:
-        for payload in payloads:
+    def add(self, events: bytes) -> None:
+        """`events`: the SSE bytes sent to the client (complete `data:` events)."""
+        for block in events.split(b"\n\n"):
             try:
-                chunk = orjson.loads(payload)
+                chunk = orjson.loads(block[6:])
                 delta = chunk["choices"][0]["delta"]
             except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
                 continue

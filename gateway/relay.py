@@ -19,7 +19,7 @@ from gateway.metrics import Metrics
 from gateway.providers.base import StreamTranslator
 from gateway.resilience import CircuitBreaker
 from gateway.runtime import ProviderRuntime
-from gateway.streaming import SSE_DONE, SSEReader, sse_error
+from gateway.streaming import SSE_DONE, sse_error
 from gateway.telemetry import Outcome
 from gateway.transport import UpstreamResponse
 
@@ -30,22 +30,21 @@ _SSE_HEADERS = {
 }
 
 
+class _StreamResponse(web.StreamResponse):
+    # Headers wait for the first body write and go out in the same packet (aiohttp's
+    # `Response` does the same); a stream is only started once its first token is here.
+    _send_headers_immediately = False
+
+
 @dataclass
 class StreamStart:
     """A provider stream that has produced its first token, not yet sent to the client."""
 
     response: UpstreamResponse
     chunks: AsyncIterator[bytes]
-    reader: SSEReader
     translator: StreamTranslator
-    pending: list[bytes]
+    pending: bytes  # SSE bytes read up to the first token
     until: float  # event-loop time: the end of this attempt's total time
-
-
-def _feed(reader: SSEReader, translator: StreamTranslator, chunk: bytes | None) -> list[bytes]:
-    if chunk is None:
-        return []  # the stream ended; a half-received event is dropped (SSE spec)
-    return translator.feed_all(reader.feed(chunk))
 
 
 async def open_stream(
@@ -67,9 +66,9 @@ async def open_stream(
             if response.status >= 300:
                 raw = await response.read()
                 raise adapter.error(response.status, response.headers, raw)
-            reader, translator = SSEReader(), adapter.chat_stream(target.model, include_usage)
+            translator = adapter.chat_stream(target.model, include_usage)
             chunks = aiter(response.chunks())
-            pending: list[bytes] = []
+            pending = b""
             while not (translator.content_started or translator.finished):
                 try:
                     chunk = await anext(chunks)
@@ -77,8 +76,8 @@ async def open_stream(
                     raise UpstreamError(
                         "stream_cut", "provider ended the stream before the first token"
                     ) from None
-                pending += _feed(reader, translator, chunk)
-        return StreamStart(response, chunks, reader, translator, pending, until)
+                pending += translator.feed_bytes(chunk)
+        return StreamStart(response, chunks, translator, pending, until)
     except BaseException as exc:
         if response is not None:
             response.release()
@@ -100,63 +99,42 @@ async def relay_stream(
 ) -> web.StreamResponse:
     """Send the stream on. After the first byte there is no failover: a failure ends the
     stream with an error event and no [DONE], and counts as an error."""
-    translator, reader, chunks = start.translator, start.reader, start.chunks
-    response = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **headers})
+    translator = start.translator
+    response = _StreamResponse(status=200, headers={**_SSE_HEADERS, **headers})
     outcome.status = 200
-    loop = asyncio.get_running_loop()
-    idle_s = provider.config.idle_timeout_s
     kept = StreamAnswer() if outcome.keep_answer else None
     if kept is not None:
         kept.add(start.pending)
     try:
         await response.prepare(request)
-        if start.pending:
-            await response.write(b"".join(b"data: " + p + b"\n\n" for p in start.pending))
         if translator.content_started:
             outcome.ttft_s = time.perf_counter() - outcome.started
-        try:
-            # One timer: the idle gap, capped by the attempt's total time (itself within
-            # the request deadline); pushed on by every chunk.
-            async with asyncio.timeout_at(min(loop.time() + idle_s, start.until)) as timer:
-                while not translator.finished:
-                    waited = time.perf_counter()
-                    try:
-                        chunk: bytes | None = await anext(chunks)
-                    except StopAsyncIteration:
-                        chunk = None
-                    outcome.upstream_s += time.perf_counter() - waited
-                    payloads = _feed(reader, translator, chunk)
-                    if payloads:
-                        if outcome.ttft_s is None and translator.content_started:
-                            outcome.ttft_s = time.perf_counter() - outcome.started
-                        if kept is not None:
-                            kept.add(payloads)
-                        timer.reschedule(start.until)  # a slow reader is no stalled provider
-                        await response.write(b"".join(b"data: " + p + b"\n\n" for p in payloads))
-                    timer.reschedule(min(loop.time() + idle_s, start.until))
-                    if chunk is None and not translator.finished:
-                        raise UpstreamError("stream_cut", "provider stream ended early")
-        except TimeoutError:
-            now = loop.time()
-            if now >= deadline - 0.001:
-                # The request's deadline, not the target, ran out: no verdict on it.
-                error = UpstreamError("timeout", "request deadline passed")
-                await _fail(response, outcome, metrics, None, target, error)
-            else:
-                message = (
-                    f"provider stream stalled (no data for {idle_s:g}s)"
-                    if now < start.until - 0.001
-                    else "provider stream took longer than its total timeout"
-                )
-                error = UpstreamError("timeout", message)
+        last = start.pending
+        if not translator.finished:
+            if last:
+                await response.write(last)  # the headers go out with it
+            try:
+                last = await _relay(start, response, outcome, kept, provider.config.idle_timeout_s)
+            except TimeoutError:
+                now = asyncio.get_running_loop().time()
+                if now >= deadline - 0.001:
+                    # The request's deadline, not the target, ran out: no verdict on it.
+                    error = UpstreamError("timeout", "request deadline passed")
+                    await _fail(response, outcome, metrics, None, target, error)
+                else:
+                    message = (
+                        f"provider stream stalled (no data for {provider.config.idle_timeout_s:g}s)"
+                        if now < start.until - 0.001
+                        else "provider stream took longer than its total timeout"
+                    )
+                    error = UpstreamError("timeout", message)
+                    await _fail(response, outcome, metrics, breaker, target, error)
+                return response
+            except UpstreamError as error:
+                scrub_secret(error, provider.config.api_key.reveal())
                 await _fail(response, outcome, metrics, breaker, target, error)
-            return response
-        except UpstreamError as error:
-            scrub_secret(error, provider.config.api_key.reveal())
-            await _fail(response, outcome, metrics, breaker, target, error)
-            return response
-        await response.write(SSE_DONE)
-        await response.write_eof()
+                return response
+        await response.write_eof(last + SSE_DONE)  # one write: the last events, [DONE], end
     except ConnectionResetError:
         _client_gone(outcome)
     except asyncio.CancelledError:
@@ -168,6 +146,44 @@ async def relay_stream(
         if kept is not None:
             outcome.answer = kept.text()
     return response
+
+
+async def _relay(
+    start: StreamStart,
+    response: web.StreamResponse,
+    outcome: Outcome,
+    kept: StreamAnswer | None,
+    idle_s: float,
+) -> bytes:
+    """Relay the provider's reads until its stream ends properly; returns what the last
+    read gave, not yet written. Raises `TimeoutError` or `UpstreamError`."""
+    translator, chunks, until = start.translator, start.chunks, start.until
+    loop = asyncio.get_running_loop()
+    # One timer: the idle gap, capped by the attempt's total time (itself within the
+    # request deadline); pushed on by every read.
+    async with asyncio.timeout_at(min(loop.time() + idle_s, until)) as timer:
+        while True:
+            waited = time.perf_counter()
+            try:
+                chunk: bytes | None = await anext(chunks)
+            except StopAsyncIteration:
+                chunk = None
+            outcome.upstream_s += time.perf_counter() - waited
+            # At the end a half-received event is dropped (SSE spec).
+            payload = b"" if chunk is None else translator.feed_bytes(chunk)
+            if payload:
+                if outcome.ttft_s is None and translator.content_started:
+                    outcome.ttft_s = time.perf_counter() - outcome.started
+                if kept is not None:
+                    kept.add(payload)
+            if translator.finished:
+                return payload
+            if chunk is None:
+                raise UpstreamError("stream_cut", "provider stream ended early")
+            if payload:
+                timer.reschedule(until)  # a slow reader is no stalled provider
+                await response.write(payload)
+            timer.reschedule(min(loop.time() + idle_s, until))
 
 
 def _client_gone(outcome: Outcome) -> None:

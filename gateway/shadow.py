@@ -352,7 +352,7 @@ async def _consume_stream(
                 chunk = await anext(start.chunks)
             except StopAsyncIteration:
                 raise UpstreamError("stream_cut", "provider stream ended early") from None
-            answer.add(translator.feed_all(start.reader.feed(chunk)))
+            answer.add(translator.feed_bytes(chunk))
     finally:
         start.response.release()
         outcome.usage = translator.usage

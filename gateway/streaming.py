@@ -17,13 +17,26 @@ class SSEReader:
     a blank line when the stream stops is incomplete and never dispatched.
     """
 
-    __slots__ = ("_buffer", "_started")
+    __slots__ = ("_buffer", "_started", "text")
 
     def __init__(self) -> None:
         self._buffer = b""
         self._started = False
+        self.text = b""  # what the last `blocks` call split (its blocks, and the rest)
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        events: list[SSEEvent] = []
+        for block in self.blocks(chunk):
+            if block[:6] == b"data: " and b"\n" not in block:
+                events.append(SSEEvent(block[6:]))  # the common case: one data line
+            elif block:
+                event = parse_block(block)
+                if event is not None:
+                    events.append(event)
+        return events
+
+    def blocks(self, chunk: bytes) -> list[bytes]:
+        """The events this chunk completes, as raw blocks with LF line ends."""
         if not self._started:
             self._started = bool(chunk)
             chunk = chunk.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM may open the stream
@@ -35,20 +48,13 @@ class SSEReader:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             if keep_cr:
                 buffer += b"\r"
+        self.text = buffer
         blocks = buffer.split(b"\n\n")
         self._buffer = blocks.pop()  # an event not yet ended by a blank line
-        events: list[SSEEvent] = []
-        for block in blocks:
-            if block[:6] == b"data: " and b"\n" not in block:
-                events.append(SSEEvent(block[6:]))  # the common case: one data line
-            elif block:
-                event = _parse_block(block)
-                if event is not None:
-                    events.append(event)
-        return events
+        return blocks
 
 
-def _parse_block(block: bytes) -> SSEEvent | None:
+def parse_block(block: bytes) -> SSEEvent | None:
     data: list[bytes] = []
     name: str | None = None
     for line in block.split(b"\n"):
@@ -62,6 +68,11 @@ def _parse_block(block: bytes) -> SSEEvent | None:
         elif field == b"event":
             name = value.decode("utf-8", "replace")
     return SSEEvent(b"\n".join(data), name) if data else None
+
+
+def sse_frame(payloads: list[bytes]) -> bytes:
+    """Payloads as the bytes of their `data:` events, in one piece."""
+    return b"".join([b"data: " + p + b"\n\n" for p in payloads])
 
 
 def sse_data(payload: bytes) -> bytes:

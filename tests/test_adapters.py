@@ -20,7 +20,7 @@ from gateway.errors import UpstreamError
 from gateway.providers.anthropic import AnthropicAdapter
 from gateway.providers.base import Adapter, SSEEvent, StreamTranslator, Usage
 from gateway.providers.openai import AzureAdapter, OpenAIAdapter
-from gateway.streaming import SSEReader
+from gateway.streaming import SSEReader, sse_frame
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TARGET = "target-model"
@@ -359,28 +359,47 @@ def test_error_with_unreadable_body(case: Case, garbage: bytes) -> None:
 
 @each_adapter
 @pytest.mark.parametrize("include_usage", [True, False])
-def test_feed_all_matches_feeding_one_event_at_a_time(case: Case, include_usage: bool) -> None:
-    """The batched path (one network read at a time) gives exactly what event-by-event
-    feeding gives, whatever the read boundaries."""
+def test_feed_bytes_matches_feeding_one_event_at_a_time(case: Case, include_usage: bool) -> None:
+    """The relay's path (one network read at a time, most OpenAI chunks passed on
+    unparsed after the first token) gives exactly what event-by-event feeding gives,
+    whatever the read boundaries."""
     data = fixture(case.stream)
     expected, one_by_one = run_stream(case, [data], include_usage)
     rng = random.Random(11)
     for _ in range(20):
         cuts = sorted(rng.sample(range(1, len(data)), 5))
         pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
-        reader = SSEReader()
         translator = case.adapter.chat_stream(TARGET, include_usage)
-        out: list[bytes] = []
-        for piece in pieces:
-            out += translator.feed_all(reader.feed(piece))
-        assert out == expected
+        out = b"".join(translator.feed_bytes(piece) for piece in pieces)
+        assert out == sse_frame(expected)
         assert translator.finished and translator.usage == one_by_one.usage
 
 
-@pytest.mark.parametrize("bad", [b"data: {not json}\n\n", b"data: [1, 2]\n\n", b"data: 1,2\n\n"])
-def test_feed_all_finds_a_bad_chunk_among_good_ones(bad: bytes) -> None:
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (b"data: {not json}\n\n", "bad_response"),
+        (b"data: [1, 2]\n\n", "bad_response"),
+        (b"data: 1,2\n\n", "bad_response"),
+        (b'data: {"id": "x", "choices": [{"delta": {"con\n\n', "bad_response"),
+        (b'data: {"error": {"message": "overloaded"}}\n\n', "server_error"),
+    ],
+)
+def test_a_bad_chunk_after_the_first_token_is_still_caught(bad: bytes, reason: str) -> None:
     good = fixture("openai/stream_text.sse").split(b"\n\n")[1] + b"\n\n"
     translator = OpenAIAdapter().chat_stream(TARGET, True)
+    assert translator.feed_bytes(good) == good and translator.content_started
     with pytest.raises(UpstreamError) as caught:
-        translator.feed_all(SSEReader().feed(good + bad + good))
-    assert caught.value.reason == "bad_response"
+        translator.feed_bytes(good + bad + good)
+    assert caught.value.reason == reason
+
+
+def test_usage_is_read_from_a_chunk_passed_after_the_first_token() -> None:
+    """Chunks that say `"usage":null` go on unparsed; the one with the counts is read."""
+    chunk = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}\n\n'
+    last = b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n'
+    translator = OpenAIAdapter().chat_stream(TARGET, False)
+    out = translator.feed_bytes(chunk + chunk + last + b"data: [DONE]\n\ndata: {}\n\n")
+    assert out == chunk + chunk  # the usage chunk the client did not ask for is dropped
+    assert translator.finished
+    assert translator.usage == Usage(input_tokens=3, output_tokens=2)

@@ -15,6 +15,7 @@ import orjson
 
 from gateway.errors import Reason, UpstreamError
 from gateway.providers.base import SSEEvent, Usage
+from gateway.streaming import SSEReader, sse_frame
 
 _FINISH_REASONS: dict[str, str] = {
     "end_turn": "stop",
@@ -93,6 +94,7 @@ class AnthropicStream:
 
     __slots__ = (
         "_raw_usage",
+        "_reader",
         "_tools",
         "content_started",
         "created",
@@ -113,6 +115,7 @@ class AnthropicStream:
         self.content_started = False
         self._raw_usage: dict[str, int] = {}
         self._tools: dict[int, int] = {}  # content block index → OpenAI tool call index
+        self._reader = SSEReader()
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
@@ -134,11 +137,11 @@ class AnthropicStream:
                 self._raw_usage[key] = _count(raw[key])
         self.usage = usage_from_anthropic(self._raw_usage)
 
-    def feed_all(self, events: list[SSEEvent]) -> list[bytes]:
+    def feed_bytes(self, chunk: bytes) -> bytes:
         out: list[bytes] = []
-        for event in events:
+        for event in self._reader.feed(chunk):
             out += self.feed(event)
-        return out
+        return sse_frame(out)
 
     def feed(self, event: SSEEvent) -> list[bytes]:
         data = loads(event.data, "a stream event")

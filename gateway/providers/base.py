@@ -49,8 +49,9 @@ class StreamTranslator(Protocol):
         `UpstreamError` for an error event or a payload that cannot be read."""
         ...
 
-    def feed_all(self, events: list[SSEEvent]) -> list[bytes]:
-        """`feed` for the events of one network chunk, in order."""
+    def feed_bytes(self, chunk: bytes) -> bytes:
+        """One network read of the provider's stream: the bytes of the `data:` events
+        to send the client (the translator keeps a half-received event for later)."""
         ...
 
 

@@ -12,7 +12,7 @@ import orjson
 from gateway.config import ProviderConfig
 from gateway.errors import UpstreamError, classify_status, error_body, parse_retry_after
 from gateway.providers.base import SSEEvent, UpstreamRequest, Usage
-from gateway.streaming import DONE
+from gateway.streaming import DONE, SSEReader, parse_block
 
 _JSON = "application/json"
 
@@ -42,13 +42,14 @@ def _loads(body: bytes, what: str) -> Any:
 class OpenAIStream:
     """OpenAI chunks pass through as they came; usage is read from the last one."""
 
-    __slots__ = ("content_started", "finished", "include_usage", "usage")
+    __slots__ = ("_reader", "content_started", "finished", "include_usage", "usage")
 
     def __init__(self, include_usage: bool) -> None:
         self.include_usage = include_usage
         self.usage: Usage | None = None
         self.finished = False
         self.content_started = False
+        self._reader = SSEReader()
 
     def feed(self, event: SSEEvent) -> list[bytes]:
         data = event.data
@@ -57,29 +58,30 @@ class OpenAIStream:
             return []
         return self._passed(data, _loads(data, "a stream chunk"))
 
-    def feed_all(self, events: list[SSEEvent]) -> list[bytes]:
-        """Every chunk is checked, but one network read is parsed in one call."""
-        datas = [e.data for e in events]
-        done = DONE in datas
-        if done:
-            datas = datas[: datas.index(DONE)]
-        if len(datas) < 2:
-            out: list[bytes] = []
-            for data in datas:
-                out += self.feed(SSEEvent(data))
-            self.finished = self.finished or done
-            return out
-        try:
-            chunks = orjson.loads(b"[" + b",".join(datas) + b"]")
-        except orjson.JSONDecodeError:
-            chunks = None
-        if not isinstance(chunks, list) or len(chunks) != len(datas):
-            return [p for d in datas for p in self.feed(SSEEvent(d))]  # find the bad one
-        out = []
-        for data, chunk in zip(datas, chunks, strict=True):
-            out += self._passed(data, chunk)
-        self.finished = self.finished or done
-        return out
+    def feed_bytes(self, chunk: bytes) -> bytes:
+        """Until the first token every event is parsed. After it, an event in the usual
+        form (one `data: {"…}` line with no usage counts in it, in a read that names no
+        error) goes on as it came, unparsed: building objects from every chunk's JSON
+        was most of a stream's cost. Anything else (the usage chunk, an error, [DONE],
+        an event that does not look like an object) is parsed and checked as before."""
+        reader = self._reader
+        blocks = reader.blocks(chunk)
+        out: list[bytes] = []
+        plain: bool | None = None  # this read's events are all single lines, none an error
+        for block in blocks:
+            if self.finished:
+                break  # nothing after [DONE] is sent on
+            if self.content_started and block[:8] == b'data: {"' and block[-1:] == b"}":
+                if plain is None:
+                    text = reader.text
+                    plain = b'"error"' not in text and text.count(b"\n") == 2 * len(blocks)
+                if plain and (block[-13:] == b'"usage":null}' or b'"usage"' not in block):
+                    out.append(block)
+                    continue
+            event = parse_block(block)
+            if event is not None:
+                out += [b"data: " + payload for payload in self.feed(event)]
+        return b"\n\n".join(out) + b"\n\n" if out else b""
 
     def _passed(self, data: bytes, chunk: Any) -> list[bytes]:
         if not isinstance(chunk, dict):
