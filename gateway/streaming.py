@@ -17,12 +17,11 @@ class SSEReader:
     a blank line when the stream stops is incomplete and never dispatched.
     """
 
-    __slots__ = ("_buffer", "_started", "text")
+    __slots__ = ("_buffer", "_started")
 
     def __init__(self) -> None:
         self._buffer = b""
         self._started = False
-        self.text = b""  # what the last `blocks` call split (its blocks, and the rest)
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         events: list[SSEEvent] = []
@@ -35,8 +34,25 @@ class SSEReader:
                     events.append(event)
         return events
 
+    def complete(self, chunk: bytes) -> bytes:
+        """The events this chunk completes, as one piece with LF line ends that ends
+        with a blank line (empty if none); the rest waits for the next chunk."""
+        buffer = self._take(chunk)
+        cut = buffer.rfind(b"\n\n")
+        if cut < 0:
+            self._buffer = buffer
+            return b""
+        self._buffer = buffer[cut + 2 :]
+        return buffer[: cut + 2]
+
     def blocks(self, chunk: bytes) -> list[bytes]:
         """The events this chunk completes, as raw blocks with LF line ends."""
+        blocks = self._take(chunk).split(b"\n\n")
+        self._buffer = blocks.pop()  # an event not yet ended by a blank line
+        return blocks
+
+    def _take(self, chunk: bytes) -> bytes:
+        """What is buffered and the new chunk, in one piece with LF line ends."""
         if not self._started:
             self._started = bool(chunk)
             chunk = chunk.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM may open the stream
@@ -48,10 +64,7 @@ class SSEReader:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             if keep_cr:
                 buffer += b"\r"
-        self.text = buffer
-        blocks = buffer.split(b"\n\n")
-        self._buffer = blocks.pop()  # an event not yet ended by a blank line
-        return blocks
+        return buffer
 
 
 def parse_block(block: bytes) -> SSEEvent | None:

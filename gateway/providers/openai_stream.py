@@ -1,0 +1,150 @@
+"""An OpenAI chunk stream read on its way to the client: usage, errors, the first token
+and the end are found, and the chunks themselves go on as they came."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway.errors import UpstreamError
+from gateway.providers.base import SSEEvent, Usage
+from gateway.streaming import DONE, SSEReader, parse_block
+
+_NEXT = b'}\n\ndata: {"'  # between two events in the usual form
+_NEXT_NO_USAGE = b'"usage":null' + _NEXT
+
+
+def usage_from_openai(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    details = raw.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    try:
+        return Usage(
+            input_tokens=int(raw.get("prompt_tokens") or 0),
+            output_tokens=int(raw.get("completion_tokens") or 0),
+            cached_input_tokens=int(cached or 0),
+        )
+    except (TypeError, ValueError):
+        raise UpstreamError("bad_response", "provider usage is not a number") from None
+
+
+def loads(body: bytes, what: str) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("bad_response", f"provider sent {what} that is not JSON") from None
+
+
+class OpenAIStream:
+    """OpenAI chunks pass through as they came; usage is read from the last one."""
+
+    __slots__ = ("_reader", "content_started", "finished", "include_usage", "usage")
+
+    def __init__(self, include_usage: bool) -> None:
+        self.include_usage = include_usage
+        self.usage: Usage | None = None
+        self.finished = False
+        self.content_started = False
+        self._reader = SSEReader()
+
+    def feed(self, event: SSEEvent) -> list[bytes]:
+        data = event.data
+        if data == DONE:
+            self.finished = True
+            return []
+        return self._passed(data, loads(data, "a stream chunk"))
+
+    def feed_bytes(self, chunk: bytes) -> bytes:
+        """Until the first token every event is parsed. After it, a run of events in
+        the usual form (each one `data: {"…}` line, none with usage counts or an error
+        in it) goes on as it came, checked by a few scans of the bytes instead of being
+        parsed: building objects from every chunk's JSON was most of a stream's cost.
+        The usage chunk, an error, [DONE] and anything unusual are parsed as before."""
+        text = self._reader.complete(chunk)
+        out: list[bytes] = []
+        pos, end = 0, len(text)
+        while pos < end and not self.content_started and not self.finished:
+            pos = self._parse_next(text, pos, out)
+        if pos < end and not self.finished:
+            stop = _usual_run_end(text, pos, end)
+            if stop > pos:
+                out.append(text[pos:stop])
+                pos = stop
+            while pos < end and not self.finished:
+                pos = self._parse_next(text, pos, out)
+        return b"".join(out)
+
+    def _parse_next(self, text: bytes, pos: int, out: list[bytes]) -> int:
+        """Parse the event at `pos`; returns where the next one starts."""
+        cut = text.find(b"\n\n", pos)
+        if cut < 0:
+            return len(text)  # only the blank line that ends the piece is left
+        event = parse_block(text[pos:cut])
+        if event is not None:
+            out += [b"data: " + payload + b"\n\n" for payload in self.feed(event)]
+        return cut + 2
+
+    def _passed(self, data: bytes, chunk: Any) -> list[bytes]:
+        if not isinstance(chunk, dict):
+            raise UpstreamError(
+                "bad_response", "provider sent a stream chunk that is not an object"
+            )
+        if "error" in chunk:
+            err = chunk["error"] if isinstance(chunk["error"], dict) else {}
+            raise UpstreamError(
+                "server_error", f"provider stream error: {err.get('message', '')}"[:300]
+            )
+        choices = chunk.get("choices")
+        if choices is not None and not isinstance(choices, list):
+            raise UpstreamError("bad_response", "provider stream chunk has bad choices")
+        if not self.content_started and choices:
+            first = choices[0]
+            delta = first.get("delta") if isinstance(first, dict) else None
+            if not isinstance(delta, dict):
+                raise UpstreamError("bad_response", "provider stream chunk has no delta")
+            if delta.get("content") or delta.get("tool_calls") or first.get("finish_reason"):
+                self.content_started = True
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = usage_from_openai(usage)
+            if not choices and not self.include_usage:
+                return []  # the usage chunk we asked for on the client's behalf
+        return [data]
+
+
+def _usual_run_end(text: bytes, pos: int, end: int) -> int:
+    """Where the run of usual events from `pos` ends: `end`, or the start of the last
+    event or two when they are [DONE] or a usage chunk (parsed one by one); `pos` when
+    anything in the run is unusual. `text[pos:end]` holds whole events."""
+    stop = end
+    for _ in range(2):
+        before = text.rfind(b"\n\n", pos, stop - 2)
+        last = pos if before < 0 else before + 2  # where the last event starts
+        tail = text[last:stop]
+        if tail == b"data: [DONE]\n\n" or (
+            b'"usage"' in tail and not tail.endswith(b'"usage":null}\n\n')
+        ):
+            stop = last
+        else:
+            break
+    if stop <= pos:
+        return pos
+    lines = text.count(b"\n", pos, stop)
+    events = lines // 2
+    if (
+        lines % 2
+        or not text.startswith(b'data: {"', pos)
+        or not text.endswith(b"}\n\n", pos, stop)
+        or text.find(b'"error"', pos, stop) >= 0
+    ):
+        return pos
+    # Every newline is in a separator between `}` and `data: {"`: one line per event.
+    if text.count(_NEXT_NO_USAGE, pos, stop) == events - 1 and text.endswith(
+        b'"usage":null}\n\n', pos, stop
+    ):
+        return stop  # OpenAI's own form: every chunk says `"usage":null` last
+    if text.count(_NEXT, pos, stop) == events - 1 and text.find(b'"usage"', pos, stop) < 0:
+        return stop
+    return pos
