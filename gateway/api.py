@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from gateway import pipeline
 from gateway.appkeys import (
@@ -64,8 +64,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         return response
     outcome = Outcome(request_id, method=request.method, path=request.path)
     request[OUTCOME] = outcome
-    inflight = app[METRICS].inflight
-    inflight.inc()
+    metrics = app[METRICS]
+    metrics.in_flight += 1
     answered: web.StreamResponse | None = None
     try:
         answered = await _shaped(request, handler)
@@ -74,7 +74,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         outcome.error = outcome.error or "client_disconnected"
         raise
     finally:
-        inflight.dec()
+        metrics.in_flight -= 1
         if outcome.status == 0 and answered is not None:
             outcome.status = answered.status
         telemetry.record(outcome, app[RUNTIME].current.config)
@@ -134,25 +134,14 @@ async def read_json(request: web.Request, limit: int, timeout_s: float = 30.0) -
     """The body as a JSON object; 413 past `limit` bytes, read no further; 408 when it
     does not arrive within `timeout_s` (a client trickling bytes holds nothing for long)."""
     if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, f"Request body is larger than {limit} bytes.", code="request_too_large")
-    body = bytearray()
-    try:
-        async with asyncio.timeout(timeout_s):
-            while chunk := await request.content.readany():
-                body += chunk
-                if len(body) > limit:
-                    raise ApiError(
-                        413,
-                        f"Request body is larger than {limit} bytes.",
-                        code="request_too_large",
-                    )
-    except TimeoutError:
-        raise ApiError(
-            408,
-            f"The request body did not arrive within {timeout_s:g}s.",
-            code="request_timeout",
-            headers={"Connection": "close"},
-        ) from None
+        raise _too_large(limit)
+    content = request.content
+    if content.is_eof():
+        body: bytes | bytearray = content.read_nowait(-1)  # all here already: no timer
+        if len(body) > limit:
+            raise _too_large(limit)
+    else:
+        body = await _read_body(content, limit, timeout_s)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -160,6 +149,28 @@ async def read_json(request: web.Request, limit: int, timeout_s: float = 30.0) -
     if not isinstance(data, dict):
         raise ApiError(400, "The body must be a JSON object.", code="invalid_json")
     return data
+
+
+async def _read_body(content: StreamReader, limit: int, timeout_s: float) -> bytearray:
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout_s):
+            while chunk := await content.readany():
+                body += chunk
+                if len(body) > limit:
+                    raise _too_large(limit)
+    except TimeoutError:
+        raise ApiError(
+            408,
+            f"The request body did not arrive within {timeout_s:g}s.",
+            code="request_timeout",
+            headers={"Connection": "close"},
+        ) from None
+    return body
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"Request body is larger than {limit} bytes.", code="request_too_large")
 
 
 def _field(

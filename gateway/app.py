@@ -61,6 +61,7 @@ def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.A
     app[METRICS] = metrics
     access_log = AccessLogWriter()
     app[TELEMETRY] = Telemetry(metrics, access_log)
+    app.cleanup_ctx.append(_metrics_flusher(metrics))  # first in, so last out
     app.cleanup_ctx.append(_access_log(access_log))
     app.cleanup_ctx.append(_runtime(config))
     app.cleanup_ctx.append(_prompts(config, metrics, watch_interval_s))
@@ -92,6 +93,18 @@ def _runtime(config: GatewayConfig) -> Callable[[web.Application], AsyncIterator
         app[RUNTIME] = RuntimeHolder(build_runtime(config, PartsCache(session, app[METRICS])))
         yield
         await session.close()
+
+    return ctx
+
+
+def _metrics_flusher(metrics: Metrics) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        flusher = asyncio.create_task(metrics.run())
+        yield
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+        metrics.flush()  # with workers, what this one counted stays in its files
 
     return ctx
 
@@ -166,7 +179,9 @@ async def _draining(app: web.Application) -> None:
 
 async def _metrics_page(request: web.Request) -> web.Response:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Several workers: every worker's files, summed, whichever worker is asked.
+        # Several workers: every worker's files, summed, whichever worker is asked (the
+        # others flush theirs every second).
+        request.app[METRICS].flush()
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         ProcessCollector(registry=registry)  # the worker that answers

@@ -5,7 +5,10 @@ the configured key *name*; never a user, a secret or a request id."""
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+import asyncio
+from bisect import bisect_left
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -65,91 +68,174 @@ class Family(Generic[M]):
         self.metric.remove(*values)
 
 
+class PendingCount:
+    """A counter child's increments, added up until the next flush: a float addition on
+    the request path instead of prometheus-client's lock and checks."""
+
+    __slots__ = ("child", "pending")
+
+    def __init__(self, child: Counter) -> None:
+        self.child = child
+        self.pending = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.pending += amount
+
+    def flush(self) -> None:
+        if self.pending:
+            amount, self.pending = self.pending, 0.0
+            self.child.inc(amount)
+
+
+class PendingObservations:
+    """A histogram child's observations as bucket counts and a sum until the next flush
+    (one `bisect` per observation instead of a Python loop over the buckets)."""
+
+    __slots__ = ("bounds", "child", "counts", "total")
+
+    def __init__(self, child: Histogram) -> None:
+        self.child = child
+        self.bounds: list[float] = list(child._upper_bounds)  # ends with +Inf
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+
+    def observe(self, amount: float) -> None:
+        self.counts[bisect_left(self.bounds, amount)] += 1
+        self.total += amount
+
+    def flush(self) -> None:
+        if not any(self.counts):
+            return
+        counts, self.counts = self.counts, [0] * len(self.bounds)
+        total, self.total = self.total, 0.0
+        # prometheus-client's own fields: one addition per bucket instead of replaying
+        # every observation (pinned below 1.0 in pyproject; test_prometheus reads them).
+        self.child._sum.inc(total)
+        for bucket, count in zip(self.child._buckets, counts, strict=True):
+            if count:
+                bucket.inc(count)
+
+
+P = TypeVar("P", PendingCount, PendingObservations)
+
+
+class Batched(Generic[P]):
+    """A counter or histogram family whose updates reach prometheus-client in batches:
+    on every read of the registry, and at least once a second (`Metrics.flush`)."""
+
+    __slots__ = ("_children", "_make", "metric")
+
+    def __init__(self, metric: Counter | Histogram, make: Callable[[Any], P]) -> None:
+        self.metric = metric
+        self._make: Callable[[Any], P] = make
+        self._children: dict[tuple[str, ...], P] = {}
+
+    def labels(self, *values: str) -> P:
+        child = self._children.get(values)
+        if child is None:
+            # The series exists (at 0) from its first use, as prometheus-client's would.
+            child = self._children[values] = self._make(self.metric.labels(*values))
+        return child
+
+    def remove(self, *values: str) -> None:
+        self._children.pop(values, None)
+        self.metric.remove(*values)
+
+    def flush(self) -> None:
+        for child in self._children.values():
+            child.flush()
+
+
+def counter(
+    name: str, doc: str, labels: tuple[str, ...], r: CollectorRegistry
+) -> Batched[PendingCount]:
+    return Batched(Counter(name, doc, labels, registry=r), PendingCount)
+
+
+def histogram(
+    name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...], r: CollectorRegistry
+) -> Batched[PendingObservations]:
+    metric = Histogram(name, doc, labels, buckets=buckets, registry=r)
+    return Batched(metric, PendingObservations)
+
+
+class _FlushFirst:
+    """Registered first in the registry: every read of it (a scrape, a test's
+    `get_sample_value`) sees the batched updates."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> list[Any]:
+        self.metrics.flush()
+        return []
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.requests = Family(
-            Counter("gateway_requests_total", "Requests answered.", REQUEST_LABELS, registry=r)
+        r.register(_FlushFirst(self))
+        self.in_flight = 0  # requests being served; the gauge is set at each flush
+        self.requests = counter("gateway_requests_total", "Requests answered.", REQUEST_LABELS, r)
+        self.request_duration = histogram(
+            "gateway_request_duration_seconds",
+            "End-to-end latency seen by the client.",
+            TIMING_LABELS,
+            LATENCY_BUCKETS,
+            r,
         )
-        self.request_duration = Family(
-            Histogram(
-                "gateway_request_duration_seconds",
-                "End-to-end latency seen by the client.",
-                TIMING_LABELS,
-                buckets=LATENCY_BUCKETS,
-                registry=r,
-            )
+        self.ttft = histogram(
+            "gateway_time_to_first_token_seconds",
+            "Streaming: time to the first content byte.",
+            TIMING_LABELS,
+            LATENCY_BUCKETS,
+            r,
         )
-        self.ttft = Family(
-            Histogram(
-                "gateway_time_to_first_token_seconds",
-                "Streaming: time to the first content byte.",
-                TIMING_LABELS,
-                buckets=LATENCY_BUCKETS,
-                registry=r,
-            )
+        self.upstream_duration = histogram(
+            "gateway_upstream_duration_seconds",
+            "One provider attempt, by outcome.",
+            ("provider", "model", "outcome"),
+            LATENCY_BUCKETS,
+            r,
         )
-        self.upstream_duration = Family(
-            Histogram(
-                "gateway_upstream_duration_seconds",
-                "One provider attempt, by outcome.",
-                ("provider", "model", "outcome"),
-                buckets=LATENCY_BUCKETS,
-                registry=r,
-            )
+        self.overhead = histogram(
+            "gateway_overhead_seconds",
+            "Time the gateway itself added to a request.",
+            ("route",),
+            OVERHEAD_BUCKETS,
+            r,
         )
-        self.overhead = Family(
-            Histogram(
-                "gateway_overhead_seconds",
-                "Time the gateway itself added to a request.",
-                ("route",),
-                buckets=OVERHEAD_BUCKETS,
-                registry=r,
-            )
+        self.tokens = counter("gateway_tokens_total", "Tokens by type.", (*SPEND_LABELS, "type"), r)
+        self.cost = counter(
+            "gateway_cost_usd_total", "Cost in USD from the pricing table.", SPEND_LABELS, r
         )
-        self.tokens = Family(
-            Counter("gateway_tokens_total", "Tokens by type.", (*SPEND_LABELS, "type"), registry=r)
+        self.unpriced = counter(
+            "gateway_unpriced_requests_total",
+            "Requests whose model has no price: cost unknown.",
+            ("provider", "model"),
+            r,
         )
-        self.cost = Family(
-            Counter(
-                "gateway_cost_usd_total",
-                "Cost in USD from the pricing table.",
-                SPEND_LABELS,
-                registry=r,
-            )
+        self.provider_errors = counter(
+            "gateway_provider_errors_total",
+            "Failed provider attempts by reason.",
+            ("provider", "model", "reason"),
+            r,
         )
-        self.unpriced = Family(
-            Counter(
-                "gateway_unpriced_requests_total",
-                "Requests whose model has no price: cost unknown.",
-                ("provider", "model"),
-                registry=r,
-            )
+        self.retries = counter(
+            "gateway_retries_total",
+            "Retries of the same target.",
+            ("route", "provider", "model"),
+            r,
         )
-        self.provider_errors = Family(
-            Counter(
-                "gateway_provider_errors_total",
-                "Failed provider attempts by reason.",
-                ("provider", "model", "reason"),
-                registry=r,
-            )
-        )
-        self.retries = Family(
-            Counter(
-                "gateway_retries_total",
-                "Retries of the same target.",
-                ("route", "provider", "model"),
-                registry=r,
-            )
-        )
-        self.failovers = Family(
-            Counter(
-                "gateway_failovers_total",
-                "Moves to the next target.",
-                ("route", "from_provider", "to_provider"),
-                registry=r,
-            )
+        self.failovers = counter(
+            "gateway_failovers_total",
+            "Moves to the next target.",
+            ("route", "from_provider", "to_provider"),
+            r,
         )
         self.circuit_state = Family(
             Gauge(
@@ -160,21 +246,14 @@ class Metrics:
                 multiprocess_mode="max",
             )
         )
-        self.shadow_requests = Family(
-            Counter(
-                "gateway_shadow_requests_total",
-                "Shadow requests.",
-                ("route", "prompt", "version", "outcome"),
-                registry=r,
-            )
+        self.shadow_requests = counter(
+            "gateway_shadow_requests_total",
+            "Shadow requests.",
+            ("route", "prompt", "version", "outcome"),
+            r,
         )
-        self.feedback = Family(
-            Counter(
-                "gateway_feedback_total",
-                "User feedback.",
-                ("prompt", "version", "value"),
-                registry=r,
-            )
+        self.feedback = counter(
+            "gateway_feedback_total", "User feedback.", ("prompt", "version", "value"), r
         )
         self.prompt_weight = Family(
             Gauge(
@@ -185,16 +264,11 @@ class Metrics:
                 multiprocess_mode="max",
             )
         )
-        self.rollout_events = Family(
-            Counter(
-                "gateway_rollout_events_total",
-                "Rollout decisions.",
-                ("prompt", "event"),
-                registry=r,
-            )
+        self.rollout_events = counter(
+            "gateway_rollout_events_total", "Rollout decisions.", ("prompt", "event"), r
         )
-        self.config_reloads = Family(
-            Counter("gateway_config_reloads_total", "Config reloads.", ("result",), registry=r)
+        self.config_reloads = counter(
+            "gateway_config_reloads_total", "Config reloads.", ("result",), r
         )
         # Exported at 0 from the start: `increase()` cannot see a series that is born at 1,
         # so without this the first failed reload would never raise the alert.
@@ -224,3 +298,17 @@ class Metrics:
         # process_* (CPU, memory, fds, start time) and python_info, in the app's registry.
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
+        self._batched = [m for m in vars(self).values() if isinstance(m, Batched)]
+
+    def flush(self) -> None:
+        """Hand the batched updates to prometheus-client (its files, with workers)."""
+        for family in self._batched:
+            family.flush()
+        self.inflight.set(self.in_flight)
+
+    async def run(self, interval_s: float = 1.0) -> None:
+        """Until cancelled: flush every `interval_s`, for the scrapes that other workers
+        answer and for the processes that read no registry of their own."""
+        while True:
+            await asyncio.sleep(interval_s)
+            self.flush()

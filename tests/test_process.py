@@ -151,7 +151,13 @@ async def test_two_workers_share_the_port_metrics_and_reloads(
             return len(served.access_pids()) == 2
 
         await served.wait_until(both_served)
-        # Whichever worker answers /metrics reports both.
+
+        async def all_counted() -> bool:
+            return await total_requests(s, served) == sent
+
+        # Whichever worker answers /metrics reports both: its own counts at once, the
+        # other's once that worker has flushed them (every second).
+        await served.wait_until(all_counted)
         for _ in range(4):
             assert await total_requests(s, served) == sent
 

@@ -32,7 +32,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from gateway.app import create_app
 from gateway.appkeys import RUNTIME
 from gateway.config import load_config
-from gateway.metrics import Family, Metrics
+from gateway.metrics import Batched, Family, Metrics
 from tests.conftest import Gateway, Upstream
 
 GatewayFactory = Callable[[str], Awaitable[Gateway]]
@@ -472,7 +472,7 @@ def _known_metrics() -> dict[str, set[str]]:
         types[family.name] = family.type
         labels[family.name] = {k for s in family.samples for k in s.labels}
     for attribute in vars(metrics).values():
-        collector = attribute.metric if isinstance(attribute, Family) else attribute
+        collector = attribute.metric if isinstance(attribute, (Family, Batched)) else attribute
         if isinstance(collector, MetricWrapperBase):
             labels[collector._name] |= set(collector._labelnames)
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
