@@ -15,8 +15,9 @@ from gateway.config import ProviderConfig
 from gateway.errors import UpstreamError
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(NamedTuple):
+    """Token counts of one answer (a tuple: cheap to make on every request)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0  # part of input_tokens read from the provider's cache

@@ -13,6 +13,7 @@ from gateway.streaming import DONE, SSEReader, parse_block
 
 _NEXT = b'}\n\ndata: {"'  # between two events in the usual form
 _NEXT_NO_USAGE = b'"usage":null' + _NEXT
+_DONE_EVENT = b"data: [DONE]\n\n"
 
 
 def usage_from_openai(raw: Any) -> Usage | None:
@@ -68,12 +69,19 @@ class OpenAIStream:
         while pos < end and not self.content_started and not self.finished:
             pos = self._parse_next(text, pos, out)
         if pos < end and not self.finished:
+            # [DONE] last (the usual end): no parse needed to see it.
+            done = text.endswith(_DONE_EVENT) and (
+                end - len(_DONE_EVENT) == pos or text.endswith(b"\n\n", 0, end - len(_DONE_EVENT))
+            )
+            if done:
+                end -= len(_DONE_EVENT)
             stop = _usual_run_end(text, pos, end)
             if stop > pos:
                 out.append(text[pos:stop])
                 pos = stop
             while pos < end and not self.finished:
                 pos = self._parse_next(text, pos, out)
+            self.finished = self.finished or done
         return b"".join(out)
 
     def _parse_next(self, text: bytes, pos: int, out: list[bytes]) -> int:
@@ -81,7 +89,11 @@ class OpenAIStream:
         cut = text.find(b"\n\n", pos)
         if cut < 0:
             return len(text)  # only the blank line that ends the piece is left
-        event = parse_block(text[pos:cut])
+        block = text[pos:cut]
+        if block[:6] == b"data: " and b"\n" not in block:
+            event: SSEEvent | None = SSEEvent(block[6:])  # the usual single data line
+        else:
+            event = parse_block(block)
         if event is not None:
             out += [b"data: " + payload + b"\n\n" for payload in self.feed(event)]
         return cut + 2
@@ -116,31 +128,28 @@ class OpenAIStream:
 
 def _usual_run_end(text: bytes, pos: int, end: int) -> int:
     """Where the run of usual events from `pos` ends: `end`, or the start of the last
-    event or two when they are [DONE] or a usage chunk (parsed one by one); `pos` when
-    anything in the run is unusual. `text[pos:end]` holds whole events."""
+    event when it carries usage counts (parsed on its own); `pos` when anything in the
+    run is unusual. `text[pos:end]` holds whole events."""
     stop = end
-    for _ in range(2):
-        before = text.rfind(b"\n\n", pos, stop - 2)
-        last = pos if before < 0 else before + 2  # where the last event starts
-        tail = text[last:stop]
-        if tail == b"data: [DONE]\n\n" or (
-            b'"usage"' in tail and not tail.endswith(b'"usage":null}\n\n')
-        ):
-            stop = last
-        else:
-            break
+    before = text.rfind(b"\n\n", pos, stop - 2)
+    last = pos if before < 0 else before + 2  # where the last event starts
+    if (
+        not text.endswith(b'"usage":null}\n\n', last, stop)
+        and text.find(b'"usage"', last, stop) >= 0
+    ):
+        stop = last
     if stop <= pos:
         return pos
-    lines = text.count(b"\n", pos, stop)
-    events = lines // 2
+    events = text.count(b"\n\n", pos, stop)
     if (
-        lines % 2
-        or not text.startswith(b'data: {"', pos)
+        not text.startswith(b'data: {"', pos)
         or not text.endswith(b"}\n\n", pos, stop)
         or text.find(b'"error"', pos, stop) >= 0
     ):
         return pos
-    # Every newline is in a separator between `}` and `data: {"`: one line per event.
+    # Every event boundary lies between `}` and `data: {"`. (An event may still hold
+    # more than one `data:` line; it goes on as it came, which is what the SSE spec lets
+    # a client read, and the scans for usage and errors do not depend on lines.)
     if text.count(_NEXT_NO_USAGE, pos, stop) == events - 1 and text.endswith(
         b'"usage":null}\n\n', pos, stop
     ):
