@@ -1,9 +1,10 @@
 """User feedback on answers: `POST /v1/feedback {request_id, score, comment?}`.
 
 Every request's prompt, version and target go into a short-lived index when it is
-done (in memory in each process, at most `REQUEST_INDEX_MAX` entries for
-`REQUEST_INDEX_TTL_S`; with Redis also under the prefix with that TTL, written in
-batches off the request path, so any replica can take the feedback). Feedback on a
+done (in memory in each process for `REQUEST_INDEX_TTL_S`, at most `REQUEST_INDEX_MAX`
+entries, about 28 MB; with Redis under the prefix with that TTL, written in batches off
+the request path, so any replica can take the feedback, and then only the newest
+`REQUEST_INDEX_SHARED_MAX` stay in memory, for feedback that comes before its batch). Feedback on a
 request is then counted on the version that served it: in
 `gateway_feedback_total{prompt,version,value}` (`value` = positive or negative) and in
 time buckets a rollout controller reads through `FeedbackStats.counts`."""
@@ -25,6 +26,7 @@ from gateway.pipeline import Call
 from gateway.runtime import RuntimeHolder
 from gateway.store.records import (
     REQUEST_INDEX_MAX,
+    REQUEST_INDEX_SHARED_MAX,
     REQUEST_INDEX_TTL_S,
     FeedbackCounts,
     RecentRequests,
@@ -44,9 +46,11 @@ class RequestIndex:
         runtime: RuntimeHolder,
         records: Records,
         ttl_s: float = REQUEST_INDEX_TTL_S,
-        max_entries: int = REQUEST_INDEX_MAX,
+        max_entries: int | None = None,
     ) -> None:
         self.records = records
+        if max_entries is None:
+            max_entries = REQUEST_INDEX_SHARED_MAX if records.shared else REQUEST_INDEX_MAX
         self.recent = RecentRequests(ttl_s, max_entries)
         self.writer: BatchWriter[ServedBy] = BatchWriter(
             "request-index", self._write, lambda: _batch_settings(runtime)

@@ -96,7 +96,7 @@ async def _chat(request: web.Request, call: Call, stream: bool) -> web.StreamRes
         call, lambda p, t, s: open_stream(p, t, call.body, include_usage, s, call.outcome)
     )
     provider = call.runtime.providers[target.provider]
-    breaker = call.runtime.parts.breaker(provider.config, target.model)
+    breaker = call.runtime.breaker(provider.config, target.model)
     return await relay_stream(
         request,
         start,
@@ -182,7 +182,7 @@ async def _try_target(
     circuit and the deadline all allow; None when it is time to move on."""
     route, metrics, outcome = call.plan.route, call.metrics, call.outcome
     provider = call.runtime.providers[target.provider]
-    breaker = call.runtime.parts.breaker(provider.config, target.model)
+    breaker = call.runtime.breaker(provider.config, target.model)
     outcome.provider, outcome.model = target.provider, target.model
     loop = asyncio.get_running_loop()
     retry = 0

@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -106,6 +106,14 @@ class Runtime:
     providers: Mapping[str, ProviderRuntime]
     keys: KeyRing
     parts: PartsCache
+    # (provider, model) → breaker: two strings hash faster than a whole ProviderConfig.
+    _breakers: dict[tuple[str, str], CircuitBreaker] = field(default_factory=dict)
+
+    def breaker(self, provider: ProviderConfig, model: str) -> CircuitBreaker:
+        found = self._breakers.get((provider.name, model))
+        if found is None:
+            found = self._breakers[(provider.name, model)] = self.parts.breaker(provider, model)
+        return found
 
 
 def build_runtime(config: GatewayConfig, parts: PartsCache) -> Runtime:

@@ -62,6 +62,7 @@ class Telemetry:
         # Request ids: a random per-process prefix and a counter, cheaper than uuid4.
         self._id_prefix = secrets.token_hex(6)
         self._ids = itertools.count(1)
+        self._pid = os.getpid()  # a system call each time otherwise
 
     def new_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):010x}"
@@ -124,7 +125,7 @@ class Telemetry:
             "upstream_ms": round(o.upstream_s * 1000, 2),
             "attempts": o.attempts,
             "error": o.error or None,
-            "pid": os.getpid(),
+            "pid": self._pid,
         }
         if o.usage is not None:
             line["input_tokens"] = o.usage.input_tokens

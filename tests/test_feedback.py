@@ -187,3 +187,14 @@ def test_the_in_memory_index_is_bounded_in_size_and_time() -> None:
     assert recent.get("old") is None  # past its time
     recent.put(ServedBy("new", now, "chat", "", "", "fake", "mock-gpt", ""))
     assert recent.get("old") is None and len(recent) <= 3
+
+
+def test_expired_entries_leave_the_in_memory_index_in_bulk() -> None:
+    """Memory is given back once entries pass their time, not only at the size cap."""
+    recent = RecentRequests(ttl_s=60, max_entries=10_000)
+    now = time.time()
+    for i in range(10):
+        recent.put(ServedBy(f"old{i}", now - 61, "chat", "", "", "fake", "mock-gpt", ""))
+    for i in range(1024):
+        recent.put(ServedBy(f"r{i}", now, "chat", "", "", "fake", "mock-gpt", ""))
+    assert len(recent) == 1024

@@ -31,7 +31,8 @@ from gateway.store.redis import unavailable_reason
 from gateway.store.redis_connect import RedisClient
 
 REQUEST_INDEX_TTL_S = 24 * 3600  # feedback is accepted this long after the request
-REQUEST_INDEX_MAX = 100_000  # entries in each process's in-memory index
+REQUEST_INDEX_MAX = 100_000  # entries in each process's in-memory index (~280 bytes each)
+REQUEST_INDEX_SHARED_MAX = 10_000  # the same when Redis holds the index too
 FEEDBACK_BUCKET_S = 60
 FEEDBACK_RETENTION_S = 2 * 24 * 3600
 FEEDBACK_EVENTS = 10_000
@@ -66,19 +67,21 @@ class RecentRequests:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._entries: OrderedDict[str, ServedBy] = OrderedDict()
+        self._puts = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def put(self, entry: ServedBy) -> None:
-        self._entries[entry.request_id] = entry
-        self._entries.move_to_end(entry.request_id)
-        horizon = time.time() - self.ttl_s
-        while self._entries:
-            oldest = next(iter(self._entries.values()))
-            if len(self._entries) <= self.max_entries and oldest.at >= horizon:
-                break
-            self._entries.popitem(last=False)
+        entries = self._entries
+        entries[entry.request_id] = entry
+        if len(entries) > self.max_entries:
+            entries.popitem(last=False)
+        self._puts += 1
+        if self._puts % 1024 == 0:  # expired entries go in bulk now and then
+            horizon = entry.at - self.ttl_s
+            while entries and next(iter(entries.values())).at < horizon:
+                entries.popitem(last=False)
 
     def get(self, request_id: str) -> ServedBy | None:
         entry = self._entries.get(request_id)
