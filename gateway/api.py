@@ -55,28 +55,40 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     app = request.app
     telemetry = app[TELEMETRY]
     given = request.headers.get("X-Request-Id", "")
-    request_id = given if _SANE_REQUEST_ID.match(given) else telemetry.new_request_id()
+    request_id = given if given and _SANE_REQUEST_ID.match(given) else telemetry.new_request_id()
+    answered: web.StreamResponse
     if not request.path.startswith("/v1/"):
         # Health, metrics and admin: shaped errors, but no request metrics of their own.
-        response = await _shaped(request, handler)
-        if not response.prepared:
-            response.headers["X-Request-Id"] = request_id
-        return response
+        try:
+            answered = await handler(request)
+        except ConnectionResetError:
+            raise
+        except Exception as exc:  # CancelledError is no Exception: it goes on up
+            answered = _error_answer(request, exc)
+        if not answered.prepared:
+            answered.headers["X-Request-Id"] = request_id
+        return answered
     outcome = Outcome(request_id, method=request.method, path=request.path)
     request[OUTCOME] = outcome
     metrics = app[METRICS]
     metrics.in_flight += 1
-    answered: web.StreamResponse | None = None
+    status = 0
     try:
-        answered = await _shaped(request, handler)
+        answered = await handler(request)
+        status = answered.status
+    except ConnectionResetError:
+        raise
+    except Exception as exc:
+        answered = _error_answer(request, exc)
+        status = answered.status
     except asyncio.CancelledError:
         outcome.status = 499  # the client went away
         outcome.error = outcome.error or "client_disconnected"
         raise
     finally:
         metrics.in_flight -= 1
-        if outcome.status == 0 and answered is not None:
-            outcome.status = answered.status
+        if outcome.status == 0:
+            outcome.status = status
         telemetry.record(outcome, app[RUNTIME].current.config)
         call = request.get(CALL)
         if call is not None:
@@ -86,29 +98,22 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     return answered
 
 
-async def _shaped(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The handler's answer, with every error in OpenAI's shape and never a traceback."""
-    try:
-        return await handler(request)
-    except ApiError as error:
-        return _json_error(error)
-    except web.HTTPException as exc:
+def _error_answer(request: web.Request, exc: Exception) -> web.Response:
+    """An error the handler raised, in OpenAI's shape and never with a traceback."""
+    if isinstance(exc, ApiError):
+        return _json_error(exc)
+    if isinstance(exc, web.HTTPException):
         message = "Unknown path." if exc.status == 404 else exc.reason
         code = "unknown_url" if exc.status == 404 else None
         return _json_error(
             ApiError(exc.status, f"{message} ({request.method} {request.path})", code=code)
         )
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
-    except Exception:
-        log.exception("unexpected error serving %s %s", request.method, request.path)
-        return web.Response(
-            status=500,
-            content_type="application/json",
-            body=error_body(
-                "The gateway failed to serve this request.", "api_error", "internal_error"
-            ),
-        )
+    log.exception("unexpected error serving %s %s", request.method, request.path)
+    return web.Response(
+        status=500,
+        content_type="application/json",
+        body=error_body("The gateway failed to serve this request.", "api_error", "internal_error"),
+    )
 
 
 def authenticate(request: web.Request, runtime: Runtime) -> ClientKey | None:

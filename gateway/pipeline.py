@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -61,14 +62,17 @@ class Call:
 
 async def chat(request: web.Request, call: Call, stream: bool) -> web.StreamResponse:
     try:
-        return await _chat(request, call, stream)
+        if not stream:
+            (raw, usage), target = await _try_targets(call, partial(_complete, call))
+            return _answer(call, target, raw, usage)
+        return await _stream(request, call)
     except UpstreamError as error:  # the provider says the client's request is wrong
         return _passed_back(call, error)
 
 
 async def embeddings(call: Call) -> web.Response:
     try:
-        (raw, usage), target = await _try_targets(call, lambda p, t, s: _embed(call, p, t, s))
+        (raw, usage), target = await _try_targets(call, partial(_embed, call))
     except UpstreamError as error:
         return _passed_back(call, error)
     return _answer(call, target, raw, usage)
@@ -86,10 +90,7 @@ def _passed_back(call: Call, error: UpstreamError) -> web.Response:
     )
 
 
-async def _chat(request: web.Request, call: Call, stream: bool) -> web.StreamResponse:
-    if not stream:
-        (raw, usage), target = await _try_targets(call, lambda p, t, s: _complete(call, p, t, s))
-        return _answer(call, target, raw, usage)
+async def _stream(request: web.Request, call: Call) -> web.StreamResponse:
     options = call.body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
     start, target = await _try_targets(
@@ -120,23 +121,24 @@ def _answer(call: Call, target: Target, raw: bytes, usage: Usage | None) -> web.
     )
 
 
-async def _complete(
+def _complete(
     call: Call, provider: ProviderRuntime, target: Target, timeout_s: float
-) -> tuple[bytes, Usage | None]:
+) -> Awaitable[tuple[bytes, Usage | None]]:
     request = provider.adapter.chat_request(provider.config, target.model, call.body, False)
-    raw = await _exchange(provider, request, timeout_s)
-    return provider.adapter.chat_response(raw, target.model)
+    return _exchange(provider, request, timeout_s, target.model)  # one coroutine an attempt
 
 
-async def _embed(
+def _embed(
     call: Call, provider: ProviderRuntime, target: Target, timeout_s: float
-) -> tuple[bytes, Usage | None]:
+) -> Awaitable[tuple[bytes, Usage | None]]:
     request = provider.adapter.embeddings_request(provider.config, target.model, call.body)
-    raw = await _exchange(provider, request, timeout_s)
-    return provider.adapter.embeddings_response(raw)
+    return _exchange(provider, request, timeout_s, None)
 
 
-async def _exchange(provider: ProviderRuntime, request: Any, timeout_s: float) -> bytes:
+async def _exchange(
+    provider: ProviderRuntime, request: Any, timeout_s: float, chat_model: str | None
+) -> tuple[bytes, Usage | None]:
+    """One attempt; `chat_model` is None for embeddings."""
     try:
         async with asyncio.timeout(timeout_s):
             response = await provider.transport.send(request, provider.config.connect_timeout_s)
@@ -148,7 +150,9 @@ async def _exchange(provider: ProviderRuntime, request: Any, timeout_s: float) -
         raise UpstreamError("timeout", f"no answer within {timeout_s:.3g}s") from None
     if response.status >= 300:
         raise provider.adapter.error(response.status, response.headers, raw)
-    return raw
+    if chat_model is None:
+        return provider.adapter.embeddings_response(raw)
+    return provider.adapter.chat_response(raw, chat_model)
 
 
 async def _try_targets(call: Call, attempt: Attempt[T]) -> tuple[T, Target]:

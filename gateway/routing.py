@@ -12,7 +12,7 @@ from gateway.runtime import Runtime
 from gateway.snapshot import PromptsSnapshot
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made per request, and frozen init is slow
 class RoutePlan:
     route: RouteConfig
     targets: tuple[Target, ...]  # in the order to try them

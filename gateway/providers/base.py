@@ -24,7 +24,7 @@ class Usage(NamedTuple):
     cache_write_tokens: int = 0  # part of input_tokens written to the cache (Anthropic)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made per attempt, and frozen init is slow
 class UpstreamRequest:
     url: str
     headers: Mapping[str, str]

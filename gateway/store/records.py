@@ -39,7 +39,7 @@ FEEDBACK_EVENTS = 10_000
 SUITE_RUNS_KEPT = 20
 
 
-@dataclass(frozen=True, slots=True)  # many are kept: slots halve their size
+@dataclass(slots=True)  # many are kept: slots halve their size; not frozen: made per request
 class ServedBy:
     """Which prompt version and target served one request."""
 
