@@ -116,9 +116,9 @@ def _answer(call: Call, target: Target, raw: bytes, usage: Usage | None) -> web.
     call.outcome.usage = usage
     if call.outcome.keep_answer:
         call.outcome.answer = answer_text(raw)
-    return web.Response(
-        body=raw, content_type="application/json", headers=call.gateway_headers(target)
-    )
+    headers = call.gateway_headers(target)
+    headers["Content-Type"] = "application/json"  # cheaper than content_type=
+    return web.Response(body=raw, headers=headers)
 
 
 def _complete(

@@ -106,7 +106,7 @@ class Telemetry:
 
     def _log(self, o: Outcome, total_s: float, cost: float | None) -> None:
         line = {
-            "ts": round(time.time(), 3),
+            "ts": int(time.time() * 1000) / 1000,  # int() and /: round() is slow
             "request_id": o.request_id,
             "method": o.method,
             "path": o.path,
@@ -120,9 +120,9 @@ class Telemetry:
             "model": o.model or None,
             "status": o.status,
             "stream": o.stream,
-            "latency_ms": round(total_s * 1000, 2),
-            "ttft_ms": None if o.ttft_s is None else round(o.ttft_s * 1000, 2),
-            "upstream_ms": round(o.upstream_s * 1000, 2),
+            "latency_ms": int(total_s * 100_000) / 100,
+            "ttft_ms": None if o.ttft_s is None else int(o.ttft_s * 100_000) / 100,
+            "upstream_ms": int(o.upstream_s * 100_000) / 100,
             "attempts": o.attempts,
             "error": o.error or None,
             "pid": self._pid,

@@ -112,17 +112,21 @@ class HttpTransport:
     def __init__(self, session: aiohttp.ClientSession, max_connections: int) -> None:
         self._session = session
         self._slots = Slots(max_connections)
+        self._timeout = aiohttp.ClientTimeout(total=None)  # made again only on a change
 
     async def send(self, request: UpstreamRequest, connect_timeout_s: float) -> HttpResponse:
+        timeout = self._timeout
+        if timeout.connect != connect_timeout_s:
+            timeout = self._timeout = aiohttp.ClientTimeout(
+                total=None, sock_connect=connect_timeout_s, connect=connect_timeout_s
+            )
         await self._slots.acquire()
         try:
             response = await self._session.post(
                 request.url,
                 data=request.body,
                 headers=request.headers,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=connect_timeout_s, connect=connect_timeout_s
-                ),
+                timeout=timeout,
                 allow_redirects=False,
             )
         except BaseException as exc:

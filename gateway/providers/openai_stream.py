@@ -55,7 +55,7 @@ class OpenAIStream:
         if data == DONE:
             self.finished = True
             return []
-        return self._passed(data, loads(data, "a stream chunk"))
+        return [data] if self._passes(loads(data, "a stream chunk")) else []
 
     def feed_bytes(self, chunk: bytes) -> bytes:
         """Until the first token every event is parsed. After it, a run of events in
@@ -90,15 +90,20 @@ class OpenAIStream:
         if cut < 0:
             return len(text)  # only the blank line that ends the piece is left
         block = text[pos:cut]
-        if block[:6] == b"data: " and b"\n" not in block:
-            event: SSEEvent | None = SSEEvent(block[6:])  # the usual single data line
+        if block[:6] == b"data: " and b"\n" not in block:  # the usual single data line
+            data = block[6:]
+            if data == DONE:
+                self.finished = True
+            elif self._passes(loads(data, "a stream chunk")):
+                out.append(text[pos : cut + 2])
         else:
             event = parse_block(block)
-        if event is not None:
-            out += [b"data: " + payload + b"\n\n" for payload in self.feed(event)]
+            if event is not None:
+                out += [b"data: " + payload + b"\n\n" for payload in self.feed(event)]
         return cut + 2
 
-    def _passed(self, data: bytes, chunk: Any) -> list[bytes]:
+    def _passes(self, chunk: Any) -> bool:
+        """Checks one parsed chunk and reads its usage; False: not for the client."""
         if not isinstance(chunk, dict):
             raise UpstreamError(
                 "bad_response", "provider sent a stream chunk that is not an object"
@@ -122,8 +127,8 @@ class OpenAIStream:
         if usage:
             self.usage = usage_from_openai(usage)
             if not choices and not self.include_usage:
-                return []  # the usage chunk we asked for on the client's behalf
-        return [data]
+                return False  # the usage chunk we asked for on the client's behalf
+        return True
 
 
 def _usual_run_end(text: bytes, pos: int, end: int) -> int:
