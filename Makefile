@@ -42,10 +42,10 @@ clean:
 # `make bench ARGS='--reps 5 --only throughput'`; results in bench/results/latest.md.
 .PHONY: bench bench-compare
 bench: $(STAMP)
-	@command -v nginx >/dev/null && command -v wrk >/dev/null || { \
-	  echo "installing nginx-light and wrk (Debian packages)"; \
+	@command -v nginx >/dev/null && command -v wrk >/dev/null && command -v valgrind >/dev/null || { \
+	  echo "installing nginx-light, wrk and valgrind (Debian packages)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    nginx-light wrk >/dev/null; }
+	    nginx-light wrk valgrind >/dev/null; }
 	$(PY) bench/run.py $(ARGS)
 
 # The team's side-by-side benchmark (../shared/bench) with this gateway as candidate.

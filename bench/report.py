@@ -271,6 +271,35 @@ def _mb(kb: int | None) -> float | None:
     return None if not kb else kb / MB
 
 
+def instructions_table(results: Records) -> list[str]:
+    rows = _pick(results, test="instructions")
+    if not rows:
+        return []
+    by = {(r["kind"], r["peer"]): r["instructions"] for r in rows}
+    out = [
+        "## CPU instructions per request (valgrind callgrind, user space)",
+        "",
+        f"The same count on every run of the same code ({rows[0]['n']:,} requests each, "
+        "after 200 to warm up): the figure to compare two versions of the gateway by, "
+        "where requests/s drift between runs.",
+        "",
+        "bare: bench/bare_proxy.py (orjson); bare-shared: ../shared/bench/bare_proxy.py "
+        "--parse (stdlib json), the team's reference, when present.",
+        "",
+        "| endpoint | bare | bare-shared | gateway | bare/gateway | bare-shared/gateway |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind in ("chat", "stream"):
+        bare, shared, gw = (by.get((kind, p)) for p in ("bare", "bare-shared", "gateway"))
+        r1 = bare / gw if bare and gw else None
+        r2 = shared / gw if shared and gw else None
+        out.append(
+            f"| {kind} | {fmt(bare)} | {fmt(shared)} | {fmt(gw)} | {fmt(r1, 2, 'x')} "
+            f"| {fmt(r2, 2, 'x')} |"
+        )
+    return [*out, ""]
+
+
 def page(a: argparse.Namespace, results: Records, meta: dict[str, str]) -> str:
     reps = f"median of {a.reps} interleaved rep{'s' if a.reps > 1 else ''}"
     out = [
@@ -307,6 +336,7 @@ def page(a: argparse.Namespace, results: Records, meta: dict[str, str]) -> str:
         *memory_table(a, results),
         "",
         *soak_table(results),
+        *instructions_table(results),
         "## Setup",
         "",
         *(f"- {k}: {v}" for k, v in meta.items() if k not in ("date", "machine")),

@@ -16,6 +16,8 @@ Scenarios (each repeated --reps times, bare and gateway interleaved; medians):
   memory         RSS with --streams open streams; RSS growth over --requests requests
   soak           --soak-requests mixed requests (prompt canary + 10% shadow, streams,
                  failover): RSS, descriptors and sockets after warm-up vs at the end
+  instructions   CPU instructions per request of bare and gateway under valgrind's
+                 callgrind (--instr-requests each): the same on every run
 Writes bench/results/latest.md (and prints it). Every process is stopped on exit,
 error, timeout (--max-minutes) or Ctrl-C.
 """
@@ -40,6 +42,7 @@ from pathlib import Path
 from types import FrameType
 
 import gwsetup  # bench/ is sys.path[0]: run.py is started as a script
+import instructions
 import report
 import scenarios
 import upstream
@@ -50,9 +53,12 @@ HERE = Path(__file__).resolve().parent
 
 QUICK = {"reps": 1, "warmup": 1, "duration": 3, "lat_duration": 4, "hold": 2.0}
 QUICK |= {"requests": 10_000, "warm_requests": 1_000, "soak_requests": 20_000}
+QUICK |= {"instr_requests": 300}
 FULL = {"reps": 3, "warmup": 3, "duration": 10, "lat_duration": 10, "hold": 3.0}
-FULL |= {"requests": 100_000, "warm_requests": 5_000, "soak_requests": 200_000}
-SCENARIOS = ("throughput", "latency", "features", "memory", "soak")
+# The warm-up fills the bounded in-memory state (the feedback index keeps 20,000).
+FULL |= {"requests": 100_000, "warm_requests": 25_000, "soak_requests": 200_000}
+FULL |= {"instr_requests": 1_000}
+SCENARIOS = ("throughput", "latency", "features", "memory", "soak", "instructions")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,8 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--streams", type=int, default=1000, help="streams held open at once")
     ap.add_argument("--hold", type=float, help="seconds the streams stay open (3; 2)")
     ap.add_argument("--requests", type=int, help="bounded run for RSS growth (100000; 10000)")
-    ap.add_argument("--warm-requests", type=int, help="warm-up before it (5000; 1000)")
+    ap.add_argument("--warm-requests", type=int, help="warm-up before it (25000; 1000)")
     ap.add_argument("--soak-requests", type=int, help="mixed soak run (200000; 20000)")
+    ap.add_argument("--instr-requests", type=int, help="requests counted by callgrind (1000)")
     ap.add_argument("--only", default=",".join(SCENARIOS), help="comma list of scenarios")
     ap.add_argument("--no-pin", dest="pin", action="store_false", help="no CPU pinning")
     ap.add_argument("--max-minutes", type=float, default=30.0, help="bound on the whole run")
@@ -298,6 +305,8 @@ def main() -> int:
             scenarios.open_streams(b)
         if "soak" in a.only:
             scenarios.soak(b)
+        if "instructions" in a.only:
+            instructions.instructions(b, a.instr_requests)
     except Abort as exc:
         log(f"ABORT: {exc}")
         rc = 2

@@ -1,11 +1,10 @@
 """User feedback on answers: `POST /v1/feedback {request_id, score, comment?}`.
 
 Every request's prompt, version and target go into a short-lived index when it is
-done (in memory in each process for `REQUEST_INDEX_TTL_S`, at most `REQUEST_INDEX_MAX`
-entries, about 28 MB; with Redis under the prefix with that TTL, written in batches off
-the request path, so any replica can take the feedback, and then only the newest
-`REQUEST_INDEX_SHARED_MAX` stay in memory, for feedback that comes before its batch). Feedback on a
-request is then counted on the version that served it: in
+done: in memory in each process, the newest `REQUEST_INDEX_MAX` (about 6 MB) for at
+most `REQUEST_INDEX_TTL_S`; with Redis also under the prefix with that TTL, written in
+batches off the request path, so any replica takes feedback on any request of the last
+day. Feedback on a request is then counted on the version that served it: in
 `gateway_feedback_total{prompt,version,value}` (`value` = positive or negative) and in
 time buckets a rollout controller reads through `FeedbackStats.counts`."""
 
@@ -26,7 +25,6 @@ from gateway.pipeline import Call
 from gateway.runtime import RuntimeHolder
 from gateway.store.records import (
     REQUEST_INDEX_MAX,
-    REQUEST_INDEX_SHARED_MAX,
     REQUEST_INDEX_TTL_S,
     FeedbackCounts,
     RecentRequests,
@@ -46,11 +44,9 @@ class RequestIndex:
         runtime: RuntimeHolder,
         records: Records,
         ttl_s: float = REQUEST_INDEX_TTL_S,
-        max_entries: int | None = None,
+        max_entries: int = REQUEST_INDEX_MAX,
     ) -> None:
         self.records = records
-        if max_entries is None:
-            max_entries = REQUEST_INDEX_SHARED_MAX if records.shared else REQUEST_INDEX_MAX
         self.recent = RecentRequests(ttl_s, max_entries)
         self.writer: BatchWriter[ServedBy] = BatchWriter(
             "request-index", self._write, lambda: _batch_settings(runtime)

@@ -31,8 +31,9 @@ from gateway.store.redis import unavailable_reason
 from gateway.store.redis_connect import RedisClient
 
 REQUEST_INDEX_TTL_S = 24 * 3600  # feedback is accepted this long after the request
-REQUEST_INDEX_MAX = 100_000  # entries in each process's in-memory index (~280 bytes each)
-REQUEST_INDEX_SHARED_MAX = 10_000  # the same when Redis holds the index too
+# Entries in each process's in-memory index (~280 bytes each); Redis, when configured,
+# keeps every request for the TTL.
+REQUEST_INDEX_MAX = 20_000
 FEEDBACK_BUCKET_S = 60
 FEEDBACK_RETENTION_S = 2 * 24 * 3600
 FEEDBACK_EVENTS = 10_000

@@ -1,0 +1,110 @@
+"""CPU instructions per request, counted by valgrind's callgrind: the same figure on every
+run of the same code, whatever else the machine does (requests/s on a shared 2-core
+machine drift by tens of percent between runs). The ratio bare/gateway is what the
+throughput ratio would be if both were CPU-bound on user-space work (it leaves out the
+kernel's share: sockets and system calls, about the same for both)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+from procs import Abort, free_port, log, wait_ready
+from scenarios import Bench
+
+HERE = Path(__file__).resolve().parent
+SHARED_BARE = HERE.parent.parent / "shared" / "bench" / "bare_proxy.py"
+WARM = 200  # requests before counting starts (imports, caches, connection pools)
+CLIENTS = 8  # concurrent requests: a slow (instrumented) server still sees concurrency
+
+
+def _body(stream: bool) -> bytes:
+    body: dict[str, object] = {
+        "model": "bench-model-stream" if stream else "bench-model",
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Explain in two sentences what a reverse proxy does."},
+        ],
+        "max_tokens": 128,
+    }
+    if stream:
+        body |= {"stream": True, "stream_options": {"include_usage": True}}
+    return json.dumps(body).encode()
+
+
+async def _drive(url: str, key: str, n: int, stream: bool) -> int:
+    """`n` requests over CLIENTS connections; returns how many did not answer 200."""
+    body, left, bad = _body(stream), [n], [0]
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def client() -> None:
+            while left[0] > 0:
+                left[0] -= 1
+                async with session.post(url, data=body, headers=headers) as r:
+                    await r.read()
+                    bad[0] += r.status != 200
+
+        await asyncio.gather(*(client() for _ in range(CLIENTS)))
+    return bad[0]
+
+
+def _count(b: Bench, name: str, argv: list[str], url: str, stream: bool, n: int) -> int:
+    """Instructions per request of one server, started under callgrind."""
+    out = b.tmp / f"callgrind-{name}.out"
+    vg = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    # PYTHONHASHSEED: the same dict layouts, so the same count, on every run.
+    env = {"PYTHONHASHSEED": "0"}
+    proc = b.procs.start(name, [*vg, *argv], cpus="0" if b.a.pin else None, env=env)
+    try:
+        wait_ready(name, proc, url, _body(stream), b.key, 180)
+        bad = asyncio.run(_drive(url, b.key, WARM, stream))
+        subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True, timeout=60)
+        bad += asyncio.run(_drive(url, b.key, n, stream))
+        subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True, timeout=60)
+        subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, timeout=60)
+    finally:
+        b.procs.stop(proc, grace=10)
+    if bad:
+        raise Abort(f"{name}: {bad} requests failed under callgrind")
+    total = 0
+    for dump in out.parent.glob(out.name + "*"):
+        for line in dump.read_text(errors="replace").splitlines():
+            if line.startswith("totals:"):
+                total += int(line.split()[1])
+    return total // n
+
+
+def instructions(b: Bench, n: int) -> None:
+    if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+        raise Abort("valgrind is not installed (Debian package valgrind)")
+    nginx = b.direct.url.removesuffix("/v1/chat/completions")
+    config = b.gw.config.read_text()
+    for stream in (False, True):
+        endpoint = "stream" if stream else "chat"
+        port = free_port()
+        bare_url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        bare = [sys.executable, str(HERE / "bare_proxy.py"), "--port", str(port)]
+        bare += [f"--route=bench-model@{nginx}/v1", f"--route=bench-model-stream@{nginx}/stream/v1"]
+        port = free_port()
+        gw_config = b.tmp / f"gateway-callgrind-{endpoint}.toml"
+        gw_config.write_text(config.replace(f"port = {b.gw.port}", f"port = {port}", 1))
+        gw_url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        gw = [sys.executable, "-m", "gateway", "serve", "--config", str(gw_config)]
+        peers = [("bare", bare, bare_url), ("gateway", gw, gw_url)]
+        if SHARED_BARE.exists():  # the team's bare-parse: stdlib json, its own paths
+            port = free_port()
+            path = "/stream/v1/chat/completions" if stream else "/v1/chat/completions"
+            shared = [sys.executable, str(SHARED_BARE), "--port", str(port), "--parse"]
+            shared += ["--upstream", nginx]
+            peers.insert(1, ("bare-shared", shared, f"http://127.0.0.1:{port}{path}"))
+        for peer, argv, url in peers:
+            per_request = _count(b, f"{peer}-callgrind-{endpoint}", argv, url, stream, n)
+            log(f"instructions {endpoint} {peer}: {per_request:,} per request")
+            b.add(test="instructions", kind=endpoint, peer=peer, instructions=per_request, n=n)
