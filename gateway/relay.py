@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,6 @@ class StreamStart:
     """A provider stream that has produced its first token, not yet sent to the client."""
 
     response: UpstreamResponse
-    chunks: AsyncIterator[bytes]
     translator: StreamTranslator
     pending: bytes  # SSE bytes read up to the first token
     until: float  # event-loop time: the end of this attempt's total time
@@ -67,17 +66,15 @@ async def open_stream(
                 raw = await response.read()
                 raise adapter.error(response.status, response.headers, raw)
             translator = adapter.chat_stream(target.model, include_usage)
-            chunks = aiter(response.chunks())
             pending = b""
             while not (translator.content_started or translator.finished):
-                try:
-                    chunk = await anext(chunks)
-                except StopAsyncIteration:
+                chunk = await response.next_chunk()
+                if not chunk:
                     raise UpstreamError(
                         "stream_cut", "provider ended the stream before the first token"
-                    ) from None
+                    )
                 pending += translator.feed_bytes(chunk)
-        return StreamStart(response, chunks, translator, pending, until)
+        return StreamStart(response, translator, pending, until)
     except BaseException as exc:
         if response is not None:
             response.release()
@@ -157,20 +154,17 @@ async def _relay(
 ) -> bytes:
     """Relay the provider's reads until its stream ends properly; returns what the last
     read gave, not yet written. Raises `TimeoutError` or `UpstreamError`."""
-    translator, chunks, until = start.translator, start.chunks, start.until
+    translator, until, next_chunk = start.translator, start.until, start.response.next_chunk
     loop = asyncio.get_running_loop()
     # One timer: the idle gap, capped by the attempt's total time (itself within the
     # request deadline); pushed on by every read.
     async with asyncio.timeout_at(min(loop.time() + idle_s, until)) as timer:
         while True:
             waited = time.perf_counter()
-            try:
-                chunk: bytes | None = await anext(chunks)
-            except StopAsyncIteration:
-                chunk = None
+            chunk = await next_chunk()
             outcome.upstream_s += time.perf_counter() - waited
             # At the end a half-received event is dropped (SSE spec).
-            payload = b"" if chunk is None else translator.feed_bytes(chunk)
+            payload = translator.feed_bytes(chunk) if chunk else b""
             if payload:
                 if outcome.ttft_s is None and translator.content_started:
                     outcome.ttft_s = time.perf_counter() - outcome.started
@@ -178,7 +172,7 @@ async def _relay(
                     kept.add(payload)
             if translator.finished:
                 return payload
-            if chunk is None:
+            if not chunk:
                 raise UpstreamError("stream_cut", "provider stream ended early")
             if payload:
                 timer.reschedule(until)  # a slow reader is no stalled provider

@@ -348,10 +348,9 @@ async def _consume_stream(
                 outcome.ttft_s = time.perf_counter() - outcome.started
             if translator.finished:
                 return answer.text()
-            try:
-                chunk = await anext(start.chunks)
-            except StopAsyncIteration:
-                raise UpstreamError("stream_cut", "provider stream ended early") from None
+            chunk = await start.response.next_chunk()
+            if not chunk:
+                raise UpstreamError("stream_cut", "provider stream ended early")
             answer.add(translator.feed_bytes(chunk))
     finally:
         start.response.release()

@@ -7,12 +7,13 @@ import os
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
 from gateway.config import GatewayConfig, Pricing
 from gateway.logs import AccessLogWriter
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, PendingCount
 from gateway.providers.base import Usage
 
 
@@ -55,6 +56,47 @@ def cost_usd(usage: Usage, price: Pricing) -> float:
     ) / 1_000_000
 
 
+class _Series:
+    """The metric children of one combination of request labels, found with one dict
+    lookup per request instead of one per metric (label values are bounded). Each is
+    made on first use, so no series shows before it has something to count."""
+
+    __slots__ = ("_metrics", "_requests", "_spend", "labels")
+
+    def __init__(self, m: Metrics, labels: tuple[str, ...]) -> None:
+        self._metrics, self.labels = m, labels
+        self._requests: dict[int, PendingCount] = {}
+        self._spend: dict[str, Any] = {}
+
+    def status(self, code: int) -> PendingCount:
+        found = self._requests.get(code)
+        if found is None:
+            route, prompt, version, provider, _model, _key, role = self.labels
+            found = self._requests[code] = self._metrics.requests.labels(
+                route, prompt, version, provider, str(code), role
+            )
+        return found
+
+    def child(self, name: str) -> Any:
+        """`duration`, `overhead`, `ttft`, `cost` or a token type's counter."""
+        found = self._spend.get(name)
+        if found is None:
+            m, labels = self._metrics, self.labels
+            route, prompt, version, provider, _model, _key, role = labels
+            if name == "duration":
+                found = m.request_duration.labels(route, prompt, version, provider, role)
+            elif name == "overhead":
+                found = m.overhead.labels(route)
+            elif name == "ttft":
+                found = m.ttft.labels(route, prompt, version, provider, role)
+            elif name == "cost":
+                found = m.cost.labels(*labels)
+            else:
+                found = m.tokens.labels(*labels, name)
+            self._spend[name] = found
+        return found
+
+
 class Telemetry:
     def __init__(self, metrics: Metrics, access_log: AccessLogWriter | None = None) -> None:
         self.metrics = metrics
@@ -63,46 +105,51 @@ class Telemetry:
         self._id_prefix = secrets.token_hex(6)
         self._ids = itertools.count(1)
         self._pid = os.getpid()  # a system call each time otherwise
+        self._series: dict[tuple[str, ...], _Series] = {}
 
     def new_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):010x}"
 
     def record(self, outcome: Outcome, config: GatewayConfig) -> None:
-        pricing = config.pricing
-        m = self.metrics
         total_s = time.perf_counter() - outcome.started
-        route, prompt, version, provider = (
+        labels = (
             outcome.route,
             outcome.prompt,
             outcome.version,
             outcome.provider,
+            outcome.model,
+            outcome.key,
+            outcome.role,
         )
-        role = outcome.role
-        m.requests.labels(route, prompt, version, provider, str(outcome.status), role).inc()
+        series = self._series.get(labels) or self._new_series(labels)
+        series.status(outcome.status).inc()
         if outcome.route:
-            m.request_duration.labels(route, prompt, version, provider, role).observe(total_s)
-            m.overhead.labels(route).observe(max(total_s - outcome.upstream_s, 0.0))
+            series.child("duration").observe(total_s)
+            series.child("overhead").observe(max(total_s - outcome.upstream_s, 0.0))
         if outcome.ttft_s is not None:
-            m.ttft.labels(route, prompt, version, provider, role).observe(outcome.ttft_s)
+            series.child("ttft").observe(outcome.ttft_s)
         cost: float | None = None
         usage = outcome.usage
         if usage is not None:
-            spend = (route, prompt, version, provider, outcome.model, outcome.key, role)
             uncached = max(usage.input_tokens - usage.cached_input_tokens, 0)
             if uncached:
-                m.tokens.labels(*spend, "input").inc(uncached)
+                series.child("input").inc(uncached)
             if usage.cached_input_tokens:
-                m.tokens.labels(*spend, "cached_input").inc(usage.cached_input_tokens)
+                series.child("cached_input").inc(usage.cached_input_tokens)
             if usage.output_tokens:
-                m.tokens.labels(*spend, "output").inc(usage.output_tokens)
-            price = pricing.get(outcome.model)
+                series.child("output").inc(usage.output_tokens)
+            price = config.pricing.get(outcome.model)
             if price is None:
-                m.unpriced.labels(provider, outcome.model).inc()
+                self.metrics.unpriced.labels(outcome.provider, outcome.model).inc()
             else:
                 cost = outcome.cost_usd = cost_usd(usage, price)
-                m.cost.labels(*spend).inc(cost)
+                series.child("cost").inc(cost)
         if self.access_log is not None and config.logging.access_log:
             self._log(outcome, total_s, cost)
+
+    def _new_series(self, labels: tuple[str, ...]) -> _Series:
+        series = self._series[labels] = _Series(self.metrics, labels)
+        return series
 
     def _log(self, o: Outcome, total_s: float, cost: float | None) -> None:
         line = {

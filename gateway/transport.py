@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 
 import aiohttp
@@ -21,8 +21,9 @@ class UpstreamResponse(Protocol):
 
     async def read(self) -> bytes: ...
 
-    def chunks(self) -> AsyncIterator[bytes]:
-        """Body bytes as they arrive; a cut connection raises `UpstreamError(stream_cut)`."""
+    async def next_chunk(self) -> bytes:
+        """The next body bytes as they arrive, b"" at the end; a cut connection raises
+        `UpstreamError(stream_cut)`."""
         ...
 
     def release(self) -> None: ...
@@ -85,10 +86,9 @@ class HttpResponse:
                 "stream_cut", f"provider connection broke: {type(exc).__name__}"
             ) from None
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def next_chunk(self) -> bytes:
         try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
+            return await self._response.content.readany()
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise UpstreamError(
                 "stream_cut", f"provider stream broke: {type(exc).__name__}"

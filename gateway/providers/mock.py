@@ -207,7 +207,7 @@ def embedding_vector(text: str, dims: int = 8) -> list[float]:
 
 
 class MockResponse:
-    __slots__ = ("_body", "_payloads", "_plan", "headers", "status")
+    __slots__ = ("_body", "_chunks", "_payloads", "_plan", "headers", "status")
 
     def __init__(
         self,
@@ -222,11 +222,17 @@ class MockResponse:
         self._body = body
         self._payloads = payloads
         self._plan = plan or MockBehaviour()
+        self._chunks: AsyncIterator[bytes] | None = None
 
     async def read(self) -> bytes:
         return self._body
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def next_chunk(self) -> bytes:
+        if self._chunks is None:
+            self._chunks = self._stream()
+        return await anext(self._chunks, b"")
+
+    async def _stream(self) -> AsyncIterator[bytes]:
         payloads = self._payloads or []
         half = len(payloads) // 2 if (self._plan.cut or self._plan.stall) else len(payloads)
         for i, payload in enumerate(payloads[:half]):
