@@ -394,6 +394,17 @@ def test_a_bad_chunk_after_the_first_token_is_still_caught(bad: bytes, reason: s
     assert caught.value.reason == reason
 
 
+def test_after_the_first_token_a_chunk_that_looks_like_an_object_goes_on_unparsed() -> None:
+    """The documented trade-off: after the first token, chunks are checked by scans of
+    the read, not parsed; one that looks like an object but is not JSON inside goes on
+    as it came (the client's SDK rejects it) instead of ending the stream."""
+    good = fixture("openai/stream_text.sse").split(b"\n\n")[1] + b"\n\n"
+    odd = b'data: {"id": "x",, "usage":null}\n\n'
+    translator = OpenAIAdapter().chat_stream(TARGET, True)
+    translator.feed_bytes(good)
+    assert translator.feed_bytes(good + odd + good) == good + odd + good
+
+
 def test_usage_is_read_from_a_chunk_passed_after_the_first_token() -> None:
     """Chunks that say `"usage":null` go on unparsed; the one with the counts is read."""
     chunk = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}\n\n'
