@@ -121,7 +121,9 @@ class Telemetry:
             outcome.key,
             outcome.role,
         )
-        series = self._series.get(labels) or self._new_series(labels)
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = _Series(self.metrics, labels)
         series.status(outcome.status).inc()
         if outcome.route:
             series.child("duration").observe(total_s)
@@ -146,10 +148,6 @@ class Telemetry:
                 series.child("cost").inc(cost)
         if self.access_log is not None and config.logging.access_log:
             self._log(outcome, total_s, cost)
-
-    def _new_series(self, labels: tuple[str, ...]) -> _Series:
-        series = self._series[labels] = _Series(self.metrics, labels)
-        return series
 
     def _log(self, o: Outcome, total_s: float, cost: float | None) -> None:
         line = {
