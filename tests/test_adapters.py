@@ -410,7 +410,10 @@ def test_usage_is_read_from_a_chunk_passed_after_the_first_token() -> None:
     chunk = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}\n\n'
     last = b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n'
     translator = OpenAIAdapter().chat_stream(TARGET, False)
-    out = translator.feed_bytes(chunk + chunk + last + b"data: [DONE]\n\ndata: {}\n\n")
+    # The first chunk is parsed (first token), the second goes on by the scans, the
+    # last is parsed for its counts, [DONE] is seen at the end of the read.
+    out = translator.feed_bytes(chunk + chunk + last + b"data: [DONE]\n\n")
     assert out == chunk + chunk  # the usage chunk the client did not ask for is dropped
     assert translator.finished
     assert translator.usage == Usage(input_tokens=3, output_tokens=2)
+    assert translator.feed_bytes(b"data: {}\n\n") == b""  # nothing after [DONE]
