@@ -87,6 +87,9 @@ def _runtime(config: GatewayConfig) -> Callable[[web.Application], AsyncIterator
         # The process's one pooled client session, shared by every HTTP provider.
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60),
+            # Cookies a provider sets (load balancers do) must not follow one client's
+            # request into another's: the gateway keeps none.
+            cookie_jar=aiohttp.DummyCookieJar(),
             headers={"User-Agent": f"llm-gateway/{__version__}"},
             timeout=aiohttp.ClientTimeout(total=None),
         )

@@ -15,6 +15,7 @@ from aiohttp import web
 from gateway.answers import StreamAnswer
 from gateway.config import Target
 from gateway.errors import UpstreamError, scrub_secret
+from gateway.idle_timeout import IdleTimeout
 from gateway.metrics import Metrics
 from gateway.providers.base import StreamTranslator
 from gateway.resilience import CircuitBreaker
@@ -154,11 +155,10 @@ async def _relay(
 ) -> bytes:
     """Relay the provider's reads until its stream ends properly; returns what the last
     read gave, not yet written. Raises `TimeoutError` or `UpstreamError`."""
-    translator, until, next_chunk = start.translator, start.until, start.response.next_chunk
-    loop = asyncio.get_running_loop()
-    # One timer: the idle gap, capped by the attempt's total time (itself within the
-    # request deadline); pushed on by every read.
-    async with asyncio.timeout_at(min(loop.time() + idle_s, until)) as timer:
+    translator, next_chunk = start.translator, start.response.next_chunk
+    # The idle gap, capped by the attempt's total time (itself within the request
+    # deadline); every read starts a new gap.
+    async with IdleTimeout(idle_s, start.until) as timer:
         while True:
             waited = time.perf_counter()
             chunk = await next_chunk()
@@ -175,9 +175,9 @@ async def _relay(
             if not chunk:
                 raise UpstreamError("stream_cut", "provider stream ended early")
             if payload:
-                timer.reschedule(until)  # a slow reader is no stalled provider
+                timer.not_waiting()  # a slow reader is no stalled provider
                 await response.write(payload)
-            timer.reschedule(min(loop.time() + idle_s, until))
+            timer.waiting()
 
 
 def _client_gone(outcome: Outcome) -> None:

@@ -26,7 +26,7 @@ class SSEReader:
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         events: list[SSEEvent] = []
         for block in self.blocks(chunk):
-            if block[:6] == b"data: " and b"\n" not in block:
+            if block[:6] == b"data: " and block.find(b"\n") < 0:
                 events.append(SSEEvent(block[6:]))  # the common case: one data line
             elif block:
                 event = parse_block(block)
@@ -45,6 +45,10 @@ class SSEReader:
         self._buffer = buffer[cut + 2 :]
         return buffer[: cut + 2]
 
+    def between_events(self) -> bool:
+        """Nothing is buffered: the next chunk starts a new event."""
+        return self._started and not self._buffer
+
     def blocks(self, chunk: bytes) -> list[bytes]:
         """The events this chunk completes, as raw blocks with LF line ends."""
         blocks = self._take(chunk).split(b"\n\n")
@@ -57,7 +61,7 @@ class SSEReader:
             self._started = bool(chunk)
             chunk = chunk.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM may open the stream
         buffer = self._buffer + chunk if self._buffer else chunk
-        if b"\r" in buffer:
+        if buffer.find(b"\r") >= 0:  # `in` would try b"\r" as an integer first: slower
             # A CR at the very end may be the first half of a CRLF: keep it for later.
             keep_cr = buffer.endswith(b"\r")
             buffer = buffer[:-1] if keep_cr else buffer
