@@ -2,7 +2,12 @@
 run of the same code, whatever else the machine does (requests/s on a shared 2-core
 machine drift by tens of percent between runs). The ratio bare/gateway is what the
 throughput ratio would be if both were CPU-bound on user-space work (it leaves out the
-kernel's share: sockets and system calls, about the same for both)."""
+kernel's share: sockets and system calls, about the same for both).
+
+A third count is a live stream: a mock provider writes 50 words one event at a time,
+30 ms apart, so each network read holds one event, as in production (nginx sends the
+fixed 30-chunk stream in one piece, which the first two counts measure). Few clients and
+a wide gap keep one event per read even at valgrind's pace."""
 
 from __future__ import annotations
 
@@ -21,11 +26,13 @@ HERE = Path(__file__).resolve().parent
 SHARED_BARE = HERE.parent.parent / "shared" / "bench" / "bare_proxy.py"
 WARM = 200  # requests before counting starts (imports, caches, connection pools)
 CLIENTS = 8  # concurrent requests: a slow (instrumented) server still sees concurrency
+LIVE_WORDS, LIVE_GAP_MS, LIVE_CLIENTS, LIVE_WARM = 50, 30, 4, 8
+LIVE_MODEL = f"words={LIVE_WORDS}"  # the mock's model syntax: answer with that many words
 
 
-def _body(stream: bool) -> bytes:
+def _body(stream: bool, model: str | None = None) -> bytes:
     body: dict[str, object] = {
-        "model": "bench-model-stream" if stream else "bench-model",
+        "model": model or ("bench-model-stream" if stream else "bench-model"),
         "messages": [
             {"role": "system", "content": "You are a helpful assistant."},
             {"role": "user", "content": "Explain in two sentences what a reverse proxy does."},
@@ -37,9 +44,9 @@ def _body(stream: bool) -> bytes:
     return json.dumps(body).encode()
 
 
-async def _drive(url: str, key: str, n: int, stream: bool) -> int:
-    """`n` requests over CLIENTS connections; returns how many did not answer 200."""
-    body, left, bad = _body(stream), [n], [0]
+async def _drive(body: bytes, url: str, key: str, n: int, clients: int = CLIENTS) -> int:
+    """`n` requests over `clients` connections; returns how many did not answer 200."""
+    left, bad = [n], [0]
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -51,11 +58,13 @@ async def _drive(url: str, key: str, n: int, stream: bool) -> int:
                     await r.read()
                     bad[0] += r.status != 200
 
-        await asyncio.gather(*(client() for _ in range(CLIENTS)))
+        await asyncio.gather(*(client() for _ in range(clients)))
     return bad[0]
 
 
-def _count(b: Bench, name: str, argv: list[str], url: str, stream: bool, n: int) -> int:
+def _count(
+    b: Bench, name: str, argv: list[str], url: str, body: bytes, n: int, live: bool = False
+) -> int:
     """Instructions per request of one server, started under callgrind."""
     out = b.tmp / f"callgrind-{name}.out"
     vg = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
@@ -63,10 +72,11 @@ def _count(b: Bench, name: str, argv: list[str], url: str, stream: bool, n: int)
     env = {"PYTHONHASHSEED": "0"}
     proc = b.procs.start(name, [*vg, *argv], cpus="0" if b.a.pin else None, env=env)
     try:
-        wait_ready(name, proc, url, _body(stream), b.key, 180)
-        bad = asyncio.run(_drive(url, b.key, WARM, stream))
+        wait_ready(name, proc, url, body, b.key, 180)
+        warm, clients = (LIVE_WARM, LIVE_CLIENTS) if live else (WARM, CLIENTS)
+        bad = asyncio.run(_drive(body, url, b.key, warm, clients))
         subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True, timeout=60)
-        bad += asyncio.run(_drive(url, b.key, n, stream))
+        bad += asyncio.run(_drive(body, url, b.key, n, clients))
         subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True, timeout=60)
         subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, timeout=60)
     finally:
@@ -105,6 +115,42 @@ def instructions(b: Bench, n: int) -> None:
             shared += ["--upstream", nginx]
             peers.insert(1, ("bare-shared", shared, f"http://127.0.0.1:{port}{path}"))
         for peer, argv, url in peers:
-            per_request = _count(b, f"{peer}-callgrind-{endpoint}", argv, url, stream, n)
+            per_request = _count(b, f"{peer}-callgrind-{endpoint}", argv, url, _body(stream), n)
             log(f"instructions {endpoint} {peer}: {per_request:,} per request")
             b.add(test="instructions", kind=endpoint, peer=peer, instructions=per_request, n=n)
+
+
+def live_stream(b: Bench, n: int) -> None:
+    """Instructions per live stream (one event per read), bare and gateway."""
+    port = free_port()
+    mock = [sys.executable, "-m", "gateway", "mock-provider", "--port", str(port)]
+    mock += ["--chunk-delay-ms", str(LIVE_GAP_MS)]
+    proc = b.procs.start("mock-live", mock, cpus="1" if b.a.pin else None)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_ready("mock-live", proc, base + "/chat/completions", _body(False), "", 60)
+        port = free_port()
+        bare = [sys.executable, str(HERE / "bare_proxy.py"), "--port", str(port)]
+        bare += [f"--route={LIVE_MODEL}@{base}"]
+        bare_url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        port = free_port()
+        gw_config = b.tmp / "gateway-callgrind-live.toml"
+        config = b.gw.config.read_text().replace(f"port = {b.gw.port}", f"port = {port}", 1)
+        config += (
+            f'\n[providers.live]\ntype = "openai"\nbase_url = "{base}"\napi_key = "sk-live"\n'
+            "\n[models.bench-model-live]\n"
+            f'targets = [{{ provider = "live", model = "{LIVE_MODEL}" }}]\n'
+        )
+        gw_config.write_text(config)
+        gw = [sys.executable, "-m", "gateway", "serve", "--config", str(gw_config)]
+        gw_url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        peers = [
+            ("bare", bare, bare_url, _body(True, LIVE_MODEL)),
+            ("gateway", gw, gw_url, _body(True, "bench-model-live")),
+        ]
+        for peer, argv, url, body in peers:
+            per_stream = _count(b, f"{peer}-callgrind-live", argv, url, body, n, live=True)
+            log(f"instructions live stream {peer}: {per_stream:,} per stream")
+            b.add(test="instructions", kind="live", peer=peer, instructions=per_stream, n=n)
+    finally:
+        b.procs.stop(proc, grace=5)

@@ -53,11 +53,11 @@ HERE = Path(__file__).resolve().parent
 
 QUICK = {"reps": 1, "warmup": 1, "duration": 3, "lat_duration": 4, "hold": 2.0}
 QUICK |= {"requests": 10_000, "warm_requests": 1_000, "soak_requests": 20_000}
-QUICK |= {"instr_requests": 300}
+QUICK |= {"instr_requests": 300, "live_streams": 16}
 FULL = {"reps": 3, "warmup": 3, "duration": 10, "lat_duration": 10, "hold": 3.0}
 # The warm-up fills the bounded in-memory state (the feedback index keeps 20,000).
 FULL |= {"requests": 100_000, "warm_requests": 25_000, "soak_requests": 200_000}
-FULL |= {"instr_requests": 1_000}
+FULL |= {"instr_requests": 1_000, "live_streams": 40}
 SCENARIOS = ("throughput", "latency", "features", "memory", "soak", "instructions")
 
 
@@ -79,6 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warm-requests", type=int, help="warm-up before it (25000; 1000)")
     ap.add_argument("--soak-requests", type=int, help="mixed soak run (200000; 20000)")
     ap.add_argument("--instr-requests", type=int, help="requests counted by callgrind (1000)")
+    ap.add_argument("--live-streams", type=int, help="live streams counted by callgrind (40)")
     ap.add_argument("--only", default=",".join(SCENARIOS), help="comma list of scenarios")
     ap.add_argument("--no-pin", dest="pin", action="store_false", help="no CPU pinning")
     ap.add_argument("--max-minutes", type=float, default=30.0, help="bound on the whole run")
@@ -310,6 +311,7 @@ def main() -> int:
             scenarios.open_streams(b)
         if "instructions" in a.only:
             instructions.instructions(b, a.instr_requests)
+            instructions.live_stream(b, a.live_streams)
     except Abort as exc:
         log(f"ABORT: {exc}")
         rc = 2
