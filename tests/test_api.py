@@ -121,6 +121,46 @@ async def test_stream_is_relayed_as_it_arrives(
     assert texts == ["", "first", " second"]
 
 
+async def test_cookies_a_provider_sets_are_not_kept(
+    gateway_factory: GatewayFactory, aiohttp_server: Callable[..., Awaitable[TestServer]]
+) -> None:
+    """A cookie a provider (or its load balancer) sets on one client's answer must not
+    ride along with the next client's request."""
+    seen: list[str | None] = []
+
+    async def completion(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Cookie"))
+        response = web.json_response(
+            {
+                "id": "c1",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "m",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "hi"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        )
+        response.set_cookie("lb_affinity", "first-client")
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completion)
+    server = await aiohttp_server(app)
+    # A host name, not an IP: cookie jars keep no cookies from bare IP addresses.
+    gw = await gateway_factory(basic_config(f"http://localhost:{server.port}/v1"))
+    async with gw.client() as client:
+        for _ in range(2):
+            answer = await client.chat.completions.create(model="chat", messages=MESSAGES)
+            assert answer.choices[0].message.content == "hi"
+    assert seen == [None, None]
+
+
 def _chunk(delta: dict[str, object]) -> bytes:
     payload = {
         "id": "c1",
