@@ -73,10 +73,11 @@ class IdleTimeout:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        if self._expired and exc_type is asyncio.CancelledError:
+        if self._expired:
             assert self._task is not None
-            # Our cancel, not someone else's (as asyncio.timeout decides it).
-            if self._task.uncancel() <= self._cancelling:
+            # Our cancel is taken back whatever ended the block; it was ours, not
+            # someone else's, when no other is pending (as asyncio.timeout decides it).
+            if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
                 raise TimeoutError from exc
 
     def _check(self) -> None:
