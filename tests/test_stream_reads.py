@@ -89,9 +89,9 @@ async def test_idle_timeout_expires_after_a_gap_with_no_read() -> None:
     loop = asyncio.get_running_loop()
     began = loop.time()
     with pytest.raises(TimeoutError):
-        async with IdleTimeout(0.05, began + 10) as timer:
+        async with asyncio.timeout(5), IdleTimeout(0.05, began + 10) as timer:
             await asyncio.Event().wait()
-    assert timer.expired
+    assert timer.expired  # not the 5 s guard
     assert loop.time() - began >= 0.05 - 0.002
 
 
@@ -112,10 +112,11 @@ async def test_a_gap_counts_from_the_last_read() -> None:
     loop = asyncio.get_running_loop()
     began = loop.time()
     with pytest.raises(TimeoutError):
-        async with IdleTimeout(0.2, began + 10) as timer:
+        async with asyncio.timeout(5), IdleTimeout(0.2, began + 10) as timer:
             await asyncio.sleep(0.05)
             timer.waiting()
             await asyncio.Event().wait()
+    assert timer.expired
     assert loop.time() - began >= 0.25 - 0.002
 
 
@@ -128,9 +129,10 @@ async def test_while_not_waiting_only_the_total_time_applies() -> None:
     assert not timer.expired
     began = loop.time()
     with pytest.raises(TimeoutError):
-        async with IdleTimeout(10, began + 0.05) as timer:
+        async with asyncio.timeout(5), IdleTimeout(10, began + 0.05) as timer:
             timer.not_waiting()
             await asyncio.Event().wait()
+    assert timer.expired
     assert loop.time() - began >= 0.05 - 0.002
 
 
