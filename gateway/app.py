@@ -23,8 +23,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway import __version__
-from gateway.admin import create_admin_app
-from gateway.api import add_routes, gateway_middleware
+from gateway.admin.api import create_admin_app
 from gateway.appkeys import (
     LIFECYCLE,
     METRICS,
@@ -35,21 +34,22 @@ from gateway.appkeys import (
     TELEMETRY,
     Lifecycle,
 )
-from gateway.config import GatewayConfig
-from gateway.evaluation import evaluation_ctx
-from gateway.feedback import post_feedback
-from gateway.logs import AccessLogWriter
-from gateway.metrics import Metrics
+from gateway.config.loader import GatewayConfig
+from gateway.evaluation.api import evaluation_ctx
+from gateway.evaluation.feedback import post_feedback
+from gateway.proxy.api import add_routes, gateway_middleware
+from gateway.proxy.runtime import PartsCache, RuntimeHolder, build_runtime
 from gateway.reload import Reloader, watch_file
-from gateway.rollout_api import rollout_ctx
-from gateway.runtime import PartsCache, RuntimeHolder, build_runtime
-from gateway.shadow import SHADOW, ShadowRunner
-from gateway.shadow_report import SHADOW_LOG
-from gateway.snapshot import PromptsHolder, PromptsSnapshot
+from gateway.rollout.api import rollout_ctx
+from gateway.shadow.report import SHADOW_LOG
+from gateway.shadow.runner import SHADOW, ShadowRunner
 from gateway.store.base import Store, seed_prompts
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
-from gateway.telemetry import Telemetry
+from gateway.store.snapshot import PromptsHolder, PromptsSnapshot
+from gateway.telemetry.logs import AccessLogWriter
+from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.recorder import Telemetry
 
 
 def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.Application:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.metrics import Metrics
-from gateway.observers import RequestObserver
-from gateway.pipeline import Call
+from gateway.proxy.observers import RequestObserver
+from gateway.proxy.pipeline import Call
+from gateway.proxy.runtime import RuntimeHolder
 from gateway.reload import Reloader
-from gateway.runtime import RuntimeHolder
-from gateway.snapshot import PromptsHolder
-from gateway.telemetry import Outcome, Telemetry
+from gateway.store.snapshot import PromptsHolder
+from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.recorder import Outcome, Telemetry
 
 RUNTIME = web.AppKey("runtime", RuntimeHolder)
 METRICS = web.AppKey("metrics", Metrics)
@@ -19,7 +19,7 @@ RELOADER = web.AppKey("reloader", Reloader)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
 OUTCOME = web.RequestKey("outcome", Outcome)
 CALL = web.RequestKey("call", Call)
-# Features that watch requests (shadow, capture, rollout counts); see gateway.observers.
+# Features that watch requests (shadow, capture, rollout counts); see gateway.proxy.observers.
 OBSERVERS = web.AppKey("observers", list[RequestObserver])
 
 

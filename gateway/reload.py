@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.config import GatewayConfig, load_config
-from gateway.config_source import ConfigError
-from gateway.metrics import Metrics
-from gateway.runtime import RuntimeHolder, build_runtime
-from gateway.snapshot import PromptsHolder
+from gateway.config.loader import GatewayConfig, load_config
+from gateway.config.source import ConfigError
+from gateway.proxy.runtime import RuntimeHolder, build_runtime
 from gateway.store.base import seed_prompts
+from gateway.store.snapshot import PromptsHolder
+from gateway.telemetry.metrics import Metrics
 
 log = logging.getLogger("gateway.reload")
 

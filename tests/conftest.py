@@ -16,8 +16,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
-from gateway.config import load_config
-from gateway.mock_server import MOCK_STATS, MockServerOptions, MockStats, create_mock_app
+from gateway.config.loader import load_config
+from gateway.providers.mock_server import MOCK_STATS, MockServerOptions, MockStats, create_mock_app
 
 pytest_plugins = ["tests.redis_fixtures"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import RedisConfig
+from gateway.config.loader import RedisConfig
 from gateway.store.redis import RedisStore
 
 START_TIMEOUT_S = 10.0

@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.app import create_app
-from gateway.config import load_config
-from gateway.config_source import ConfigError
+from gateway.config.loader import load_config
+from gateway.config.source import ConfigError
 from gateway.errors import ApiError, UpstreamError
-from gateway.prompts import PromptContent, render_messages
+from gateway.prompts.versions import PromptContent, render_messages
 from gateway.providers.anthropic import AnthropicAdapter
 from gateway.providers.openai import OpenAIAdapter
 from tests.conftest import CLIENT_TOKEN, key_sha256

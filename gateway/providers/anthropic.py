@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from gateway.config import ProviderConfig
+from gateway.config.loader import ProviderConfig
 from gateway.errors import (
     ApiError,
     UpstreamError,

@@ -15,7 +15,7 @@ import orjson
 
 from gateway.errors import Reason, UpstreamError
 from gateway.providers.base import SSEEvent, Usage
-from gateway.streaming import SSEReader, sse_frame
+from gateway.providers.sse import SSEReader, sse_frame
 
 _FINISH_REASONS: dict[str, str] = {
     "end_turn": "stop",

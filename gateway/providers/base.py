@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from gateway.config import ProviderConfig
+from gateway.config.loader import ProviderConfig
 from gateway.errors import UpstreamError
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from gateway.config import ProviderConfig
+from gateway.config.loader import ProviderConfig
 from gateway.errors import UpstreamError, classify_status, error_body, parse_retry_after
 from gateway.providers.base import UpstreamRequest, Usage
 from gateway.providers.openai_stream import OpenAIStream, loads, usage_from_openai

@@ -9,7 +9,7 @@ import orjson
 
 from gateway.errors import UpstreamError
 from gateway.providers.base import SSEEvent, Usage
-from gateway.streaming import DONE, SSEReader, parse_block
+from gateway.providers.sse import DONE, SSEReader, parse_block
 
 _NEXT = b'}\n\ndata: {"'  # between two events in the usual form
 _NULL_USAGE_END = b'"usage":null}\n\n'

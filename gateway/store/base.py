@@ -6,9 +6,15 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
-from gateway.config import PromptConfig
+from gateway.config.loader import PromptConfig
 from gateway.errors import ApiError
-from gateway.prompts import PromptContent, PromptState, PromptVersion, Routing, RoutingChange
+from gateway.prompts.versions import (
+    PromptContent,
+    PromptState,
+    PromptVersion,
+    Routing,
+    RoutingChange,
+)
 
 OnChange = Callable[[], Awaitable[None]]
 

@@ -1,4 +1,4 @@
-"""Where captured requests are kept (see gateway.capture for what a record holds).
+"""Where captured requests are kept (see gateway.evaluation.capture for what a record holds).
 
 - Redis: one stream, `{prefix}captures`, shared by every replica and capped by length
   (`XADD … MAXLEN ~ capture.max_records`). Each entry has the fields `id` (request
@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from gateway.config import CaptureConfig
+from gateway.config.loader import CaptureConfig
 from gateway.store.redis_connect import RedisClient
 
 Record = dict[str, Any]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from gateway.prompts import (
+from gateway.prompts.versions import (
     PromptContent,
     PromptState,
     PromptVersion,

@@ -29,9 +29,9 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.config import RedisConfig
+from gateway.config.loader import RedisConfig
 from gateway.errors import ApiError
-from gateway.prompts import (
+from gateway.prompts.versions import (
     PromptContent,
     PromptState,
     PromptVersion,

@@ -17,7 +17,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from gateway.config import RedisConfig
+from gateway.config.loader import RedisConfig
 
 SENTINEL_SCHEME = "redis+sentinel://"
 SENTINEL_PORT = 26379

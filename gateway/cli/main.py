@@ -1,0 +1,193 @@
+"""The `gateway` command: serve, check-config, keys, mock-provider."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import hashlib
+import logging
+import logging.handlers
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.cli.admin import add_prompts_parser, add_shadow_parser, run_prompts, run_shadow
+from gateway.cli.evaluation import add_eval_parsers, run_eval
+from gateway.cli.rollout import add_rollout_parser, run_rollout
+from gateway.cli.supervisor import WORKER_ENV, Supervisor, exit_with_parent
+from gateway.config.loader import GatewayConfig, load_config
+from gateway.config.source import ConfigError
+from gateway.telemetry.logs import setup_logging
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", default="config/gateway.toml")
+    serve.add_argument("--host", help="override server.host")
+    serve.add_argument("--port", type=int, help="override server.port")
+
+    check = commands.add_parser("check-config", help="validate a config file")
+    check.add_argument("file")
+
+    keys = commands.add_parser("keys", help="client keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_commands.add_parser("create", help="make a new client key")
+    create.add_argument("--name", required=True)
+    create.add_argument("--routes", help="comma-separated routes this key may use")
+
+    mock = commands.add_parser("mock-provider", help="run a fake OpenAI/Anthropic upstream")
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=9100)
+    mock.add_argument("--latency-ms", type=int, default=0)
+    mock.add_argument("--error-rate", type=float, default=0.0)
+    mock.add_argument("--chunk-delay-ms", type=int, default=0)
+    mock.add_argument("--seed", type=int)
+
+    add_eval_parsers(commands, add_prompts_parser(commands))  # prompts test, suite, replay
+    add_shadow_parser(commands)
+    add_rollout_parser(commands)
+
+    args = parser.parse_args(argv)
+    if getattr(args, "eval_command", None):
+        return run_eval(args)
+    if args.command == "serve":
+        return _serve(args.config, args.host, args.port)
+    if args.command == "check-config":
+        return _check(args.file)
+    if args.command == "keys":
+        return _create_key(args.name, args.routes)
+    if args.command == "prompts":
+        return run_prompts(args)
+    if args.command == "shadow":
+        return run_shadow(args)
+    if args.command == "rollout":
+        return run_rollout(args)
+    return _mock_provider(args)
+
+
+def _load(path: str) -> GatewayConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return None
+
+
+def _check(path: str) -> int:
+    config = _load(path)
+    if config is None:
+        return 1
+    print(
+        f"{path}: ok (hash {config.hash}; {len(config.models)} routes, "
+        f"{len(config.providers)} providers, {len(config.prompts)} prompts)"
+    )
+    return 0
+
+
+def _serve(path: str, host: str | None, port: int | None) -> int:
+    config = _load(path)
+    if config is None:
+        return 2
+    listener = setup_logging(config.logging.level)
+    log = logging.getLogger("gateway")
+    bind_host, bind_port = host or config.server.host, port or config.server.port
+    if config.server.allow_unauthenticated and bind_host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning(
+            "server.allow_unauthenticated is true on %s: any caller can spend your "
+            "provider keys; add [[keys]] and set it to false",
+            bind_host,
+        )
+    if config.server.workers > 1 and not os.environ.get(WORKER_ENV):
+        log.info(
+            "gateway on http://%s:%d with %d workers (config %s, hash %s)",
+            bind_host,
+            bind_port,
+            config.server.workers,
+            path,
+            config.hash,
+        )
+        try:
+            return Supervisor(
+                path, bind_host, bind_port, config.server.workers, config.server.drain_timeout_s
+            ).run()
+        finally:
+            listener.stop()
+    log.info(
+        "gateway listening on http://%s:%d (pid %d, config %s, hash %s)",
+        bind_host,
+        bind_port,
+        os.getpid(),
+        path,
+        config.hash,
+    )
+    app = create_app(config)
+    if os.environ.get(WORKER_ENV):
+        app.cleanup_ctx.append(exit_with_parent())
+    app.on_startup.append(_freeze_startup_objects)  # runs after the cleanup contexts start
+    try:
+        web.run_app(
+            app,
+            host=bind_host,
+            port=bind_port,
+            reuse_port=bool(os.environ.get(WORKER_ENV)) or None,
+            access_log=None,
+            print=None,
+            handler_cancellation=True,
+            backlog=4096,
+            shutdown_timeout=config.server.drain_timeout_s,
+            keepalive_timeout=config.server.keepalive_timeout_s,
+            loop=_new_loop(),
+        )
+    finally:
+        listener.stop()
+    return 0
+
+
+async def _freeze_startup_objects(app: web.Application) -> None:
+    # What start-up made lives as long as the process: out of the collector's way, so
+    # its full collections (pauses in the latency tail) walk only request-time objects.
+    gc.freeze()
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def _create_key(name: str, routes: str | None) -> int:
+    token = "gw-" + secrets.token_urlsafe(32)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    print(f"New key for {name} (shown once, store it now):\n\n    {token}\n")
+    print("Add to the config file:\n")
+    print("[[keys]]")
+    print(f'name = "{name}"')
+    print(f'sha256 = "{digest}"')
+    if routes:
+        listed = ", ".join(f'"{r.strip()}"' for r in routes.split(",") if r.strip())
+        print(f"routes = [{listed}]")
+    return 0
+
+
+def _mock_provider(args: argparse.Namespace) -> int:
+    from gateway.providers.mock_server import MockServerOptions, run_mock_server
+
+    options = MockServerOptions(
+        latency_ms=args.latency_ms,
+        error_rate=args.error_rate,
+        chunk_delay_ms=args.chunk_delay_ms,
+        seed=args.seed,
+    )
+    run_mock_server(args.host, args.port, options)
+    return 0

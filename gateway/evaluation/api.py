@@ -1,0 +1,192 @@
+"""Capture, the request index for feedback, and regression-suite results on the app:
+where they are kept (Redis when the store is Redis, else this process and the capture
+file), the task lifetimes of their batch writers, and their admin routes:
+
+- `GET /admin/captures?prompt=&route=&since=24h&limit=100`: captured requests, newest
+  first (`since`: a duration like `90s`, `30m`, `24h`, `7d`, or seconds);
+- `GET /admin/captures/{request_id}`: one captured request;
+- `POST /admin/prompts/{name}/versions/{v}/suite-results`: record a suite run on a
+  version (shown in the version's JSON as `suite`); with the prompt's
+  `require_passing_suite`, approval needs the version's latest run to have passed."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.appkeys import METRICS, OBSERVERS, PROMPTS, RUNTIME
+from gateway.config.loader import CaptureConfig
+from gateway.errors import ApiError
+from gateway.evaluation.capture import CAPTURE, Capture
+from gateway.evaluation.feedback import FEEDBACK, FeedbackStats, RequestIndex
+from gateway.proxy.api import read_json
+from gateway.store.base import not_found, version_not_found
+from gateway.store.captures import CaptureLog, FileCaptureLog, MemoryCaptureLog, RedisCaptureLog
+from gateway.store.records import MemoryRecords, Records, RedisRecords
+from gateway.store.redis import RedisStore
+
+BODY_LIMIT = 1024 * 1024
+MAX_CAPTURES = 10_000  # per admin query
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`90s`, `30m`, `24h`, `7d` or a number of seconds; ValueError otherwise."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (like 90s, 30m, 24h, 7d)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+class SuiteResults:
+    """Regression-suite runs recorded per prompt version."""
+
+    def __init__(self, records: Records) -> None:
+        self.records = records
+
+    async def record(self, name: str, version: str, run: Mapping[str, Any]) -> None:
+        await self.records.add_suite_run(name, version, run)
+
+    async def latest(self, name: str, version: str) -> dict[str, Any] | None:
+        runs = (await self.records.suite_runs(name, [version])).get(version)
+        return runs[0] if runs else None
+
+    async def annotate(self, prompt: dict[str, Any]) -> dict[str, Any]:
+        """A prompt's JSON with `suite` on each version: the latest run, whether it
+        passed, and how many runs are kept (None: never run)."""
+        versions = prompt.get("versions") or []
+        runs = await self.records.suite_runs(prompt["name"], [v["version"] for v in versions])
+        for v in versions:
+            kept = runs.get(v["version"])
+            v["suite"] = (
+                {"passed": bool(kept[0].get("passed")), "latest": kept[0], "runs": len(kept)}
+                if kept
+                else None
+            )
+        return prompt
+
+
+SUITE_RESULTS = web.AppKey("suite_results", SuiteResults)
+
+
+async def evaluation_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context, after the prompts' one: it uses their store."""
+    runtime, holder = app[RUNTIME], app[PROMPTS]
+
+    def settings() -> CaptureConfig:
+        return runtime.current.config.capture
+
+    store = holder.store
+    log: CaptureLog
+    records: Records
+    if isinstance(store, RedisStore):
+        log = RedisCaptureLog(store.client, store.keys.prefix, settings)
+        records = RedisRecords(store.client, store.keys.prefix)
+    else:
+        path = settings().file  # read at start
+        log = FileCaptureLog(path, settings) if path else MemoryCaptureLog(settings)
+        records = MemoryRecords()
+    capture = Capture(runtime, holder, log)
+    index = RequestIndex(runtime, records)
+    app[CAPTURE] = capture
+    app[FEEDBACK] = FeedbackStats(index, records, app[METRICS])
+    app[SUITE_RESULTS] = SuiteResults(records)
+    app[OBSERVERS].extend([index, capture])
+    capture.writer.start()
+    index.writer.start()
+    yield
+    await capture.writer.stop()
+    await index.writer.stop()
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def list_captures(request: web.Request) -> web.Response:
+    query = request.query
+    try:
+        since = time.time() - parse_duration(query["since"]) if query.get("since") else None
+        limit = int(query.get("limit", "100"))
+    except ValueError as exc:
+        raise ApiError(400, f"Bad query: {exc}.", code="invalid_query") from None
+    limit = max(0, min(limit, MAX_CAPTURES))
+    captures = await request.config_dict[CAPTURE].log.query(
+        query.get("prompt") or None, since, limit, query.get("route") or None
+    )
+    return _json({"captures": captures, "count": len(captures)})
+
+
+async def show_capture(request: web.Request) -> web.Response:
+    request_id = request.match_info["request_id"]
+    record = await request.config_dict[CAPTURE].log.get(request_id)
+    if record is None:
+        raise ApiError(404, f"No captured request '{request_id}'.", code="capture_not_found")
+    return _json(record)
+
+
+async def post_suite_results(request: web.Request) -> web.Response:
+    name, version = request.match_info["name"], request.match_info["version"]
+    body = await read_json(request, BODY_LIMIT)
+    state = await request.config_dict[PROMPTS].store.get_prompt(name)
+    if state is None:
+        raise not_found(name)
+    if version not in state.versions:
+        raise version_not_found(name, version)
+    if not isinstance(body.get("passed"), bool):
+        raise ApiError(400, "'passed' must be true or false.", param="passed")
+    for field in ("total", "failed"):
+        value = body.get(field, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ApiError(400, f"'{field}' must be a count.", param=field)
+    by = body.get("by") or request.headers.get("X-Gateway-Actor") or "admin"
+    run = {
+        **body,
+        "by": str(by)[:100],
+        "at": time.time(),
+        "hash": state.versions[version].hash,  # the content the run was made on
+    }
+    await request.config_dict[SUITE_RESULTS].record(name, version, run)
+    return _json(run, status=201)
+
+
+async def check_approvable(request: web.Request, name: str, version: str) -> None:
+    """409 unless the prompt does not require a passing suite, the version is already
+    approved, or its latest recorded suite run passed."""
+    prompt = request.config_dict[RUNTIME].current.config.prompts.get(name)
+    if prompt is None or not prompt.require_passing_suite:
+        return
+    state = await request.config_dict[PROMPTS].store.get_prompt(name)
+    if state is None or version not in state.versions:
+        return  # the store's own 404 follows
+    if state.versions[version].status == "approved":
+        return
+    latest = await request.config_dict[SUITE_RESULTS].latest(name, version)
+    if latest is None or not latest.get("passed"):
+        raise ApiError(
+            409,
+            f"Prompt '{name}' requires a passing regression suite before approval; "
+            + (
+                f"{version} has no recorded run."
+                if latest is None
+                else f"the latest run of {version} failed."
+            )
+            + f" Run `gateway prompts test {name}@{version} --suite FILE`.",
+            code="suite_required",
+        )
+
+
+async def annotate_prompt(request: web.Request, prompt: dict[str, Any]) -> dict[str, Any]:
+    return await request.config_dict[SUITE_RESULTS].annotate(prompt)
+
+
+def add_evaluation_routes(admin: web.Application) -> None:
+    admin.router.add_get("/captures", list_captures)
+    admin.router.add_get("/captures/{request_id}", show_capture)
+    admin.router.add_post("/prompts/{name}/versions/{version}/suite-results", post_suite_results)

@@ -1,0 +1,182 @@
+"""Request capture, for replay and regression suites: a request observer that keeps,
+for a sample of chat requests on the routes and prompts `[capture]` names, what was
+asked (prompt variables, the client's messages and parameters, the prompt's rendered
+part), what was answered (the full text, streams included), and how (version, target,
+latency, time to first token, tokens, cost, status).
+
+The decision is made before the upstream call (so the answer's text is kept), the
+record is put on a queue when the request is done, and a task writes records in
+batches, off the request path: redacted first (every `capture.redact` pattern replaced
+by `[REDACTED]` in every string of the request and the answer), then to the store's
+capture log (gateway.store.captures). Never captured: headers, keys (neither the
+client's token nor its name), shadow copies, requests that say
+`X-Gateway-No-Capture: 1`."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from gateway.config.loader import CaptureConfig
+from gateway.proxy.pipeline import Call
+from gateway.proxy.runtime import RuntimeHolder
+from gateway.store.batch_writer import BatchWriter
+from gateway.store.captures import CaptureLog, Record
+from gateway.store.snapshot import PromptsHolder
+
+log = logging.getLogger("gateway.capture")
+REDACTED = "[REDACTED]"
+CHAT_PATH = "/v1/chat/completions"
+_NOT_PARAMS = ("model", "messages")
+
+
+@functools.lru_cache(maxsize=16)
+def _patterns(redact: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(p) for p in redact)
+
+
+def redact_text(text: str, redact: tuple[str, ...]) -> str:
+    for pattern in _patterns(redact):
+        text = pattern.sub(REDACTED, text)
+    return text
+
+
+def redact_value(value: Any, redact: tuple[str, ...]) -> Any:
+    """Every string inside `value` (JSON-like), redacted."""
+    if not redact:
+        return value
+    if isinstance(value, str):
+        return redact_text(value, redact)
+    if isinstance(value, Mapping):
+        return {k: redact_value(v, redact) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_value(v, redact) for v in value]
+    return value
+
+
+def wanted(cfg: CaptureConfig, call: Call, draw: Callable[[], float] = random.random) -> bool:
+    """Whether to capture this request: on, a primary chat request, not opted out, on a
+    listed route or prompt (none listed: all), and in the sample."""
+    if not cfg.enabled or call.no_capture or call.outcome.role != "primary":
+        return False
+    if call.outcome.path != CHAT_PATH:
+        return False
+    if cfg.routes or cfg.prompts:
+        listed = call.plan.route.name in cfg.routes or (
+            bool(call.plan.prompt) and call.plan.prompt in cfg.prompts
+        )
+        if not listed:
+            return False
+    return cfg.sample_rate >= 1 or draw() < cfg.sample_rate
+
+
+class Capture:
+    """The capture observer and its batch writer (see the module's docstring)."""
+
+    def __init__(self, runtime: RuntimeHolder, prompts: PromptsHolder, log_: CaptureLog) -> None:
+        self._runtime = runtime
+        self._prompts = prompts
+        self.log = log_
+        self._chosen: set[int] = set()  # id() of the calls being captured
+        self.writer: BatchWriter[Record] = BatchWriter(
+            "capture", self._write, self._batch_settings, max_queued=10_000
+        )
+
+    def _batch_settings(self) -> tuple[int, float]:
+        cfg = self._runtime.current.config.capture
+        return cfg.batch_size, cfg.flush_interval_s
+
+    def on_start(self, call: Call) -> None:
+        if wanted(call.runtime.config.capture, call):
+            self._chosen.add(id(call))
+            call.outcome.keep_answer = True
+
+    def on_finish(self, call: Call) -> None:
+        if id(call) not in self._chosen:
+            return
+        self._chosen.discard(id(call))
+        if not self.writer.put(self.record(call)) and self.writer.dropped % 1000 == 1:
+            log.warning("capture queue full: %d records dropped so far", self.writer.dropped)
+
+    def record(self, call: Call) -> Record:
+        """The record, not yet redacted (that happens in the writer)."""
+        o = call.outcome
+        usage = o.usage
+        return {
+            "request_id": o.request_id,
+            "ts": time.time(),
+            "route": o.route,
+            "prompt": o.prompt,
+            "version": o.version,
+            "provider": o.provider,
+            "model": o.model,
+            "stream": call.stream,
+            "status": o.status,
+            "error": o.error or None,
+            "latency_ms": round((time.perf_counter() - o.started) * 1000, 3),
+            "ttft_ms": None if o.ttft_s is None else round(o.ttft_s * 1000, 3),
+            "attempts": o.attempts,
+            "usage": None
+            if usage is None
+            else {
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cached_input_tokens": usage.cached_input_tokens,
+            },
+            "cost_usd": o.cost_usd,
+            "request": self._request(call),
+            "answer": o.answer,
+        }
+
+    def _request(self, call: Call) -> dict[str, Any]:
+        """The client's part and the prompt's part apart, so a replay can send the
+        same client request through another version of the prompt."""
+        body = call.body
+        sent = list(body.get("messages") or [])
+        prompt_messages: list[Any] = []
+        prompt_params: Mapping[str, Any] = {}
+        if call.plan.prompt:
+            entry = self._prompts.current.prompts.get(call.plan.prompt)
+            version = entry.versions.get(call.plan.version) if entry else None
+            if version is not None:
+                count = len(version.content.messages)
+                prompt_messages, sent = sent[:count], sent[count:]
+                prompt_params = version.content.params
+        params = {
+            k: v
+            for k, v in body.items()
+            # A parameter equal to the prompt's default is taken as the default.
+            if k not in _NOT_PARAMS and not (k in prompt_params and prompt_params[k] == v)
+        }
+        return {
+            "model": body.get("model"),
+            "variables": dict(call.variables),
+            "messages": sent,
+            "params": params,
+            "prompt_messages": prompt_messages,
+            "prompt_params": dict(prompt_params),
+        }
+
+    async def _write(self, batch: list[Record]) -> None:
+        redact = self._runtime.current.config.capture.redact
+        for record in batch:
+            record["request"] = redact_value(record["request"], redact)
+            if isinstance(record["answer"], str):
+                record["answer"] = redact_text(record["answer"], redact)
+            if record["error"]:
+                record["error"] = redact_text(record["error"], redact)
+        await self.log.append(batch)
+
+    async def flush(self) -> None:
+        """Until every request captured so far is in the log (tests, shutdown)."""
+        await self.writer.flush()
+
+
+CAPTURE = web.AppKey("capture", Capture)

@@ -1,0 +1,156 @@
+"""User feedback on answers: `POST /v1/feedback {request_id, score, comment?}`.
+
+Every request's prompt, version and target go into a short-lived index when it is
+done: in memory in each process, the newest `REQUEST_INDEX_MAX` (about 6 MB) for at
+most `REQUEST_INDEX_TTL_S`; with Redis also under the prefix with that TTL, written in
+batches off the request path, so any replica takes feedback on any request of the last
+day. Feedback on a request is then counted on the version that served it: in
+`gateway_feedback_total{prompt,version,value}` (`value` = positive or negative) and in
+time buckets a rollout controller reads through `FeedbackStats.counts`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from gateway.appkeys import RUNTIME
+from gateway.errors import ApiError
+from gateway.evaluation.capture import redact_text
+from gateway.proxy.api import authenticate, read_json
+from gateway.proxy.pipeline import Call
+from gateway.proxy.runtime import RuntimeHolder
+from gateway.store.batch_writer import BatchWriter
+from gateway.store.records import (
+    REQUEST_INDEX_MAX,
+    REQUEST_INDEX_TTL_S,
+    FeedbackCounts,
+    RecentRequests,
+    Records,
+    ServedBy,
+)
+from gateway.telemetry.metrics import Metrics
+
+FEEDBACK_BODY_LIMIT = 64 * 1024
+COMMENT_LIMIT = 2000
+
+
+class RequestIndex:
+    """The observer that remembers which version and target served each request."""
+
+    def __init__(
+        self,
+        runtime: RuntimeHolder,
+        records: Records,
+        ttl_s: float = REQUEST_INDEX_TTL_S,
+        max_entries: int = REQUEST_INDEX_MAX,
+    ) -> None:
+        self.records = records
+        self.recent = RecentRequests(ttl_s, max_entries)
+        self.writer: BatchWriter[ServedBy] = BatchWriter(
+            "request-index", self._write, lambda: _batch_settings(runtime)
+        )
+
+    def on_start(self, call: Call) -> None:
+        return None
+
+    def on_finish(self, call: Call) -> None:
+        o = call.outcome
+        if o.role != "primary" or not o.route:
+            return
+        entry = ServedBy(
+            o.request_id, time.time(), o.route, o.prompt, o.version, o.provider, o.model, o.key
+        )
+        self.recent.put(entry)
+        if self.records.shared:  # for the other replicas
+            self.writer.put(entry)
+
+    async def _write(self, batch: list[ServedBy]) -> None:
+        await self.records.index_requests(batch, self.recent.ttl_s)
+
+    async def find(self, request_id: str) -> ServedBy | None:
+        entry = self.recent.get(request_id)
+        if entry is None:
+            entry = await self.records.served_by(request_id)
+        return entry
+
+    async def flush(self) -> None:
+        await self.writer.flush()
+
+
+def _batch_settings(runtime: RuntimeHolder) -> tuple[int, float]:
+    cfg = runtime.current.config.capture  # the same batching as capture
+    return cfg.batch_size, cfg.flush_interval_s
+
+
+def feedback_value(score: Any) -> tuple[float, str]:
+    """The score on 0..1 and its label; 400 for anything but 1, -1 or 0..1."""
+    if isinstance(score, bool) or not isinstance(score, (int, float)):
+        raise ApiError(400, "'score' must be a number: 1, -1, or from 0 to 1.", param="score")
+    if score == -1:
+        return 0.0, "negative"
+    if not 0 <= score <= 1:
+        raise ApiError(400, "'score' must be 1, -1, or from 0 to 1.", param="score")
+    return float(score), "positive" if score >= 0.5 else "negative"
+
+
+class FeedbackStats:
+    """Feedback in: checked, tied to the request's version, counted. Counts out."""
+
+    def __init__(self, index: RequestIndex, records: Records, metrics: Metrics) -> None:
+        self.index = index
+        self.records = records
+        self.metrics = metrics
+
+    async def submit(
+        self, request_id: str, score: Any, comment: str, key: str | None, redact: tuple[str, ...]
+    ) -> dict[str, Any]:
+        normalised, value = feedback_value(score)
+        served = await self.index.find(request_id)
+        # Another client key's request is as unknown as a made-up id.
+        if served is None or (key is not None and served.key and served.key != key):
+            raise ApiError(
+                404, f"No recent request with id '{request_id}'.", code="request_not_found"
+            )
+        await self.records.add_feedback(served, normalised, value, redact_text(comment, redact))
+        self.metrics.feedback.labels(served.prompt, served.version, value).inc()
+        return {
+            "request_id": request_id,
+            "prompt": served.prompt or None,
+            "version": served.version or None,
+            "provider": served.provider,
+            "model": served.model,
+            "value": value,
+            "score": normalised,
+        }
+
+    async def counts(self, prompt: str, version: str, since_s: float) -> FeedbackCounts:
+        """Feedback on one prompt version over the last `since_s` seconds (whole
+        one-minute buckets, at most two days), for rollout guards."""
+        return await self.records.feedback_counts(prompt, version, since_s)
+
+
+FEEDBACK = web.AppKey("feedback", FeedbackStats)
+
+
+async def post_feedback(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME].current
+    key = authenticate(request, runtime)
+    body = await read_json(request, FEEDBACK_BODY_LIMIT)
+    request_id = body.get("request_id")
+    if not isinstance(request_id, str) or not request_id or len(request_id) > 128:
+        raise ApiError(400, "'request_id' must be a request id.", param="request_id")
+    if "score" not in body:
+        raise ApiError(400, "Missing required parameter: 'score'.", param="score")
+    comment = body.get("comment") or ""
+    if not isinstance(comment, str):
+        raise ApiError(400, "'comment' must be a string.", param="comment")
+    answer = await request.app[FEEDBACK].submit(
+        request_id,
+        body["score"],
+        comment[:COMMENT_LIMIT],
+        None if key is None else key.name,
+        runtime.config.capture.redact,
+    )
+    return web.json_response(answer)

@@ -1,0 +1,271 @@
+"""Regression suites: a JSONL file of cases, each run through a pinned prompt version
+and judged by its checks.
+
+One case per line (blank lines and lines starting with `#` are skipped):
+
+    {"name": "refund", "variables": {"product": "Acme"},
+     "messages": [{"role": "user", "content": "Can I get a refund?"}],
+     "params": {"temperature": 0},
+     "checks": {"contains": ["refund"], "not_contains": "sorry", "regex": "\\\\d+ days",
+                "equals": "…", "valid_json": true,
+                "json_schema": {"type": "object", "required": ["answer"]},
+                "max_latency_ms": 2000, "max_cost_usd": 0.001}}
+
+`contains`, `not_contains` and `regex` take a string or a list. `json_schema` is a
+subset of JSON Schema: `type` (or a list of types), `required`, `properties`, `enum`,
+`items`. Every case must also be answered (HTTP 200, complete stream). `expected` (the
+answer production gave, from `gateway suite add`) is kept for reading, never checked."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.evaluation.chat_client import ChatResult
+
+CHECKS = (
+    "contains",
+    "not_contains",
+    "regex",
+    "equals",
+    "valid_json",
+    "json_schema",
+    "max_latency_ms",
+    "max_cost_usd",
+)
+
+
+class SuiteError(Exception):
+    """A suite file that cannot be used: names the file and line."""
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    line: int
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    messages: tuple[Mapping[str, Any], ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+    checks: Mapping[str, Any] = field(default_factory=dict)
+
+    def body(self, model: str) -> dict[str, Any]:
+        return {
+            **self.params,
+            "model": model,
+            "messages": list(self.messages),
+            "prompt_variables": dict(self.variables),
+        }
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    answer: ChatResult
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.case.name,
+            "passed": self.passed,
+            "failures": self.failures,
+            "status": self.answer.status,
+            "latency_ms": round(self.answer.latency_ms, 3),
+            "cost_usd": self.answer.cost_usd,
+            "provider": self.answer.provider,
+            "model": self.answer.model,
+        }
+
+
+def load_suite(path: Path) -> list[Case]:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise SuiteError(f"cannot read {path}: {exc}") from None
+    cases, names = [], set()
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        where = f"{path}:{number}"
+        try:
+            data = json.loads(line)
+        except ValueError as exc:
+            raise SuiteError(f"{where}: not JSON: {exc}") from None
+        case = parse_case(data, where, number)
+        if case.name in names:
+            raise SuiteError(f"{where}: a second case named {case.name!r}")
+        names.add(case.name)
+        cases.append(case)
+    if not cases:
+        raise SuiteError(f"{path}: no cases")
+    return cases
+
+
+def parse_case(data: Any, where: str, number: int) -> Case:
+    if not isinstance(data, dict):
+        raise SuiteError(f"{where}: a case is a JSON object")
+    unknown = set(data) - {"name", "variables", "messages", "params", "checks", "expected"}
+    if unknown:
+        raise SuiteError(f"{where}: unknown fields {', '.join(sorted(unknown))}")
+    name = data.get("name", f"line {number}")
+    variables, messages = data.get("variables", {}), data.get("messages", [])
+    params, checks = data.get("params", {}), data.get("checks", {})
+    if not isinstance(name, str) or not name:
+        raise SuiteError(f"{where}: 'name' must be a string")
+    for key, value, kind in (
+        ("variables", variables, dict),
+        ("messages", messages, list),
+        ("params", params, dict),
+        ("checks", checks, dict),
+    ):
+        if not isinstance(value, kind):
+            what = "an object" if kind is dict else "a list"
+            raise SuiteError(f"{where}: {key!r} must be {what}")
+    for key in set(checks) - set(CHECKS):
+        raise SuiteError(f"{where}: unknown check {key!r} (known: {', '.join(CHECKS)})")
+    for key in ("contains", "not_contains", "regex"):
+        value = checks.get(key, [])
+        if not isinstance(value, str) and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            raise SuiteError(f"{where}: check {key!r} takes a string or a list of strings")
+    for pattern in _strings(checks.get("regex", [])):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise SuiteError(f"{where}: bad regex {pattern!r}: {exc}") from None
+    for key in ("max_latency_ms", "max_cost_usd"):
+        value = checks.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise SuiteError(f"{where}: check {key!r} takes a number")
+    return Case(name, number, variables, tuple(messages), params, checks)
+
+
+def _strings(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def judge(case: Case, answer: ChatResult) -> list[str]:
+    """What failed, in words; empty when the case passed."""
+    if not answer.ok:
+        return [f"no answer: HTTP {answer.status}: {answer.error or 'error'}"]
+    text = answer.text or ""
+    checks = case.checks
+    failures = []
+    for needle in _strings(checks.get("contains", [])):
+        if needle not in text:
+            failures.append(f"contains {needle!r}: not found")
+    for needle in _strings(checks.get("not_contains", [])):
+        if needle in text:
+            failures.append(f"not_contains {needle!r}: found")
+    for pattern in _strings(checks.get("regex", [])):
+        if re.search(pattern, text) is None:
+            failures.append(f"regex {pattern!r}: no match")
+    if "equals" in checks and text != checks["equals"]:
+        failures.append(f"equals: got {_short(text)!r}")
+    if checks.get("valid_json") or "json_schema" in checks:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            failures.append("valid_json: the answer is not JSON")
+        else:
+            errors = schema_errors(value, checks.get("json_schema"))
+            failures += [f"json_schema: {e}" for e in errors]
+    limit = checks.get("max_latency_ms")
+    if limit is not None and answer.latency_ms > float(limit):
+        failures.append(f"max_latency_ms {limit}: took {answer.latency_ms:.0f} ms")
+    limit = checks.get("max_cost_usd")
+    if limit is not None:
+        if answer.cost_usd is None:
+            failures.append(f"max_cost_usd {limit}: cost unknown (no price for {answer.model})")
+        elif answer.cost_usd > float(limit):
+            failures.append(f"max_cost_usd {limit}: cost ${answer.cost_usd:.6f}")
+    return failures
+
+
+_TYPES: dict[str, Callable[[Any], bool]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "integer": lambda v: (
+        (isinstance(v, int) and not isinstance(v, bool))
+        or (isinstance(v, float) and v.is_integer())
+    ),
+}
+
+
+def schema_errors(value: Any, schema: Any, path: str = "$") -> list[str]:
+    """The subset of JSON Schema suites use: type, required, properties, enum, items."""
+    if not isinstance(schema, dict):
+        return []
+    kinds = schema.get("type")
+    if kinds is not None:
+        names = [kinds] if isinstance(kinds, str) else list(kinds)
+        if not any(_TYPES.get(k, lambda v: False)(value) for k in names):
+            return [f"{path} should be {' or '.join(names)}"]
+    errors = []
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{path} should be one of {json.dumps(schema['enum'])}")
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                errors.append(f"{path}.{key} is required")
+        for key, sub in (schema.get("properties") or {}).items():
+            if key in value:
+                errors += schema_errors(value[key], sub, f"{path}.{key}")
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            errors += schema_errors(item, schema["items"], f"{path}[{i}]")
+    return errors
+
+
+def _short(text: str, size: int = 60) -> str:
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def table(results: list[CaseResult]) -> str:
+    """The run as a plain-text table, one case a line, failures indented below."""
+    width = max([4, *(len(r.case.name) for r in results)])
+    lines = [f"{'CASE':<{width}}  RESULT  {'LATENCY':>10}  {'COST':>11}  SERVED BY"]
+    for r in results:
+        cost = "-" if r.answer.cost_usd is None else f"${r.answer.cost_usd:.6f}"
+        lines.append(
+            f"{r.case.name:<{width}}  {'pass' if r.passed else 'FAIL':<6}  "
+            f"{r.answer.latency_ms:>7.0f} ms  {cost:>11}  "
+            f"{r.answer.provider + '/' + r.answer.model if r.answer.model else '-'}"
+        )
+        lines += [f"{'':<{width}}    - {failure}" for failure in r.failures]
+    passed = sum(r.passed for r in results)
+    lines.append(f"{passed}/{len(results)} passed")
+    return "\n".join(lines)
+
+
+def case_from_capture(record: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A suite line from a captured request: its variables, the client's messages and
+    parameters (not the stream settings), and production's answer as `expected`."""
+    request = record.get("request") or {}
+    params = {
+        k: v
+        for k, v in (request.get("params") or {}).items()
+        if k not in ("stream", "stream_options", "prompt_variables")
+    }
+    case: dict[str, Any] = {"name": name}
+    if request.get("variables"):
+        case["variables"] = request["variables"]
+    case["messages"] = request.get("messages") or []
+    if params:
+        case["params"] = params
+    case["checks"] = {}
+    if record.get("answer") is not None:
+        case["expected"] = record["answer"]
+    return case

@@ -1,0 +1,181 @@
+"""One `record(outcome)` per request: metrics, tokens and cost, the access log."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from gateway.config.loader import GatewayConfig, Pricing
+from gateway.providers.base import Usage
+from gateway.telemetry.logs import AccessLogWriter
+from gateway.telemetry.metrics import Metrics, PendingCount
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one request; filled in as it goes."""
+
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    method: str = "POST"
+    path: str = ""
+    route: str = ""
+    prompt: str = ""
+    version: str = ""
+    key: str = ""
+    role: str = "primary"
+    primary_request_id: str = ""  # a shadow request: the request it mirrors
+    stream: bool = False
+    provider: str = ""
+    model: str = ""
+    status: int = 0
+    error: str = ""
+    attempts: int = 0
+    upstream_s: float = 0.0
+    ttft_s: float | None = None
+    usage: Usage | None = None
+    cost_usd: float | None = None  # None: no answer, or a model with no price
+    # The answer's text is kept only when an observer asks (shadow, capture).
+    keep_answer: bool = False
+    answer: str | None = None
+
+
+def cost_usd(usage: Usage, price: Pricing) -> float:
+    uncached = max(usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens, 0)
+    return (
+        usage.cache_write_tokens * price.cache_write_per_mtok
+        + uncached * price.input_per_mtok
+        + usage.cached_input_tokens * price.cached_input_per_mtok
+        + usage.output_tokens * price.output_per_mtok
+    ) / 1_000_000
+
+
+class _Series:
+    """The metric children of one combination of request labels, found with one dict
+    lookup per request instead of one per metric (label values are bounded). Each is
+    made on first use, so no series shows before it has something to count."""
+
+    __slots__ = ("_metrics", "_requests", "_spend", "labels")
+
+    def __init__(self, m: Metrics, labels: tuple[str, ...]) -> None:
+        self._metrics, self.labels = m, labels
+        self._requests: dict[int, PendingCount] = {}
+        self._spend: dict[str, Any] = {}
+
+    def status(self, code: int) -> PendingCount:
+        found = self._requests.get(code)
+        if found is None:
+            route, prompt, version, provider, _model, _key, role = self.labels
+            found = self._requests[code] = self._metrics.requests.labels(
+                route, prompt, version, provider, str(code), role
+            )
+        return found
+
+    def child(self, name: str) -> Any:
+        """`duration`, `overhead`, `ttft`, `cost` or a token type's counter."""
+        found = self._spend.get(name)
+        if found is None:
+            m, labels = self._metrics, self.labels
+            route, prompt, version, provider, _model, _key, role = labels
+            if name == "duration":
+                found = m.request_duration.labels(route, prompt, version, provider, role)
+            elif name == "overhead":
+                found = m.overhead.labels(route)
+            elif name == "ttft":
+                found = m.ttft.labels(route, prompt, version, provider, role)
+            elif name == "cost":
+                found = m.cost.labels(*labels)
+            else:
+                found = m.tokens.labels(*labels, name)
+            self._spend[name] = found
+        return found
+
+
+class Telemetry:
+    def __init__(self, metrics: Metrics, access_log: AccessLogWriter | None = None) -> None:
+        self.metrics = metrics
+        self.access_log = access_log
+        # Request ids: a random per-process prefix and a counter, cheaper than uuid4.
+        self._id_prefix = secrets.token_hex(6)
+        self._ids = itertools.count(1)
+        self._pid = os.getpid()  # a system call each time otherwise
+        self._series: dict[tuple[str, ...], _Series] = {}
+
+    def new_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids):010x}"
+
+    def record(self, outcome: Outcome, config: GatewayConfig) -> None:
+        total_s = time.perf_counter() - outcome.started
+        labels = (
+            outcome.route,
+            outcome.prompt,
+            outcome.version,
+            outcome.provider,
+            outcome.model,
+            outcome.key,
+            outcome.role,
+        )
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = _Series(self.metrics, labels)
+        series.status(outcome.status).inc()
+        if outcome.route:
+            series.child("duration").observe(total_s)
+            series.child("overhead").observe(max(total_s - outcome.upstream_s, 0.0))
+        if outcome.ttft_s is not None:
+            series.child("ttft").observe(outcome.ttft_s)
+        cost: float | None = None
+        usage = outcome.usage
+        if usage is not None:
+            uncached = max(usage.input_tokens - usage.cached_input_tokens, 0)
+            if uncached:
+                series.child("input").inc(uncached)
+            if usage.cached_input_tokens:
+                series.child("cached_input").inc(usage.cached_input_tokens)
+            if usage.output_tokens:
+                series.child("output").inc(usage.output_tokens)
+            price = config.pricing.get(outcome.model)
+            if price is None:
+                self.metrics.unpriced.labels(outcome.provider, outcome.model).inc()
+            else:
+                cost = outcome.cost_usd = cost_usd(usage, price)
+                series.child("cost").inc(cost)
+        if self.access_log is not None and config.logging.access_log:
+            self._log(outcome, total_s, cost)
+
+    def _log(self, o: Outcome, total_s: float, cost: float | None) -> None:
+        line = {
+            "ts": int(time.time() * 1000) / 1000,  # int() and /: round() is slow
+            "request_id": o.request_id,
+            "method": o.method,
+            "path": o.path,
+            "route": o.route,
+            "prompt": o.prompt or None,
+            "version": o.version or None,
+            "key": o.key or None,
+            "role": o.role,
+            "primary_request_id": o.primary_request_id or None,
+            "provider": o.provider or None,
+            "model": o.model or None,
+            "status": o.status,
+            "stream": o.stream,
+            "latency_ms": int(total_s * 100_000) / 100,
+            "ttft_ms": None if o.ttft_s is None else int(o.ttft_s * 100_000) / 100,
+            "upstream_ms": int(o.upstream_s * 100_000) / 100,
+            "attempts": o.attempts,
+            "error": o.error or None,
+            "pid": self._pid,
+        }
+        if o.usage is not None:
+            line["input_tokens"] = o.usage.input_tokens
+            line["output_tokens"] = o.usage.output_tokens
+            line["cached_input_tokens"] = o.usage.cached_input_tokens
+        line["cost_usd"] = cost
+        assert self.access_log is not None
+        self.access_log.write(orjson.dumps(line) + b"\n")
