@@ -31,18 +31,20 @@ from gateway.appkeys import (
     PROMPTS,
     RELOADER,
     RUNTIME,
+    SHADOW,
     TELEMETRY,
     Lifecycle,
 )
 from gateway.config.loader import GatewayConfig
 from gateway.evaluation.api import evaluation_ctx
 from gateway.evaluation.feedback import post_feedback
-from gateway.proxy.api import add_routes, gateway_middleware
+from gateway.proxy.api import add_routes
+from gateway.proxy.middleware import gateway_middleware
 from gateway.proxy.runtime import PartsCache, RuntimeHolder, build_runtime
 from gateway.reload import Reloader, watch_file
 from gateway.rollout.api import rollout_ctx
 from gateway.shadow.report import SHADOW_LOG
-from gateway.shadow.runner import SHADOW, ShadowRunner
+from gateway.shadow.runner import ShadowRunner
 from gateway.store.base import Store, seed_prompts
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore

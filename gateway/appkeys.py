@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
-from gateway.proxy.observers import RequestObserver
-from gateway.proxy.pipeline import Call
-from gateway.proxy.runtime import RuntimeHolder
-from gateway.reload import Reloader
-from gateway.store.snapshot import PromptsHolder
-from gateway.telemetry.metrics import Metrics
-from gateway.telemetry.recorder import Outcome, Telemetry
+if TYPE_CHECKING:  # the keys name their types for the checker; at run time this is a leaf
+    from gateway.proxy.call import Call
+    from gateway.proxy.ingress import Ingress
+    from gateway.proxy.observers import RequestObserver
+    from gateway.proxy.runtime import RuntimeHolder
+    from gateway.reload import Reloader
+    from gateway.shadow.runner import ShadowRunner
+    from gateway.store.snapshot import PromptsHolder
+    from gateway.telemetry.metrics import Metrics
+    from gateway.telemetry.recorder import Telemetry
 
-RUNTIME = web.AppKey("runtime", RuntimeHolder)
-METRICS = web.AppKey("metrics", Metrics)
-PROMPTS = web.AppKey("prompts", PromptsHolder)
-RELOADER = web.AppKey("reloader", Reloader)
-TELEMETRY = web.AppKey("telemetry", Telemetry)
-OUTCOME = web.RequestKey("outcome", Outcome)
-CALL = web.RequestKey("call", Call)
+RUNTIME: web.AppKey[RuntimeHolder] = web.AppKey("runtime")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+PROMPTS: web.AppKey[PromptsHolder] = web.AppKey("prompts")
+RELOADER: web.AppKey[Reloader] = web.AppKey("reloader")
+TELEMETRY: web.AppKey[Telemetry] = web.AppKey("telemetry")
 # Features that watch requests (shadow, capture, rollout counts); see gateway.proxy.observers.
-OBSERVERS = web.AppKey("observers", list[RequestObserver])
+OBSERVERS: web.AppKey[list[RequestObserver]] = web.AppKey("observers")
+SHADOW: web.AppKey[ShadowRunner] = web.AppKey("shadow")
+INGRESS: web.RequestKey[Ingress] = web.RequestKey("ingress")  # every /v1/ request
+CALL: web.RequestKey[Call] = web.RequestKey("call")  # a planned request: it records itself
 
 
 class Lifecycle:

@@ -14,7 +14,8 @@ from gateway.config.loader import GatewayConfig, Secret
 from gateway.errors import ApiError
 from gateway.evaluation.api import add_evaluation_routes, annotate_prompt, check_approvable
 from gateway.prompts.versions import PROMPT_NAME, PromptContent, Routing
-from gateway.proxy.api import Handler, read_json
+from gateway.proxy.ingress import read_json
+from gateway.proxy.middleware import Handler
 from gateway.rollout.api import add_rollout_routes
 from gateway.shadow.report import add_report_routes
 from gateway.store.base import not_found

@@ -24,7 +24,7 @@ from gateway.config.loader import CaptureConfig
 from gateway.errors import ApiError
 from gateway.evaluation.capture import CAPTURE, Capture
 from gateway.evaluation.feedback import FEEDBACK, FeedbackStats, RequestIndex
-from gateway.proxy.api import read_json
+from gateway.proxy.ingress import read_json
 from gateway.store.base import not_found, version_not_found
 from gateway.store.captures import CaptureLog, FileCaptureLog, MemoryCaptureLog, RedisCaptureLog
 from gateway.store.records import MemoryRecords, Records, RedisRecords

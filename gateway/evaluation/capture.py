@@ -25,16 +25,17 @@ from typing import Any
 from aiohttp import web
 
 from gateway.config.loader import CaptureConfig
-from gateway.proxy.pipeline import Call
+from gateway.proxy.call import Call
 from gateway.proxy.runtime import RuntimeHolder
 from gateway.store.batch_writer import BatchWriter
 from gateway.store.captures import CaptureLog, Record
 from gateway.store.snapshot import PromptsHolder
+from gateway.telemetry.recorder import RequestRecord
 
 log = logging.getLogger("gateway.capture")
 REDACTED = "[REDACTED]"
 CHAT_PATH = "/v1/chat/completions"
-_NOT_PARAMS = ("model", "messages")
+_NOT_PARAMS = ("model", "messages", "prompt_variables")  # kept apart
 
 
 @functools.lru_cache(maxsize=16)
@@ -64,9 +65,9 @@ def redact_value(value: Any, redact: tuple[str, ...]) -> Any:
 def wanted(cfg: CaptureConfig, call: Call, draw: Callable[[], float] = random.random) -> bool:
     """Whether to capture this request: on, a primary chat request, not opted out, on a
     listed route or prompt (none listed: all), and in the sample."""
-    if not cfg.enabled or call.no_capture or call.outcome.role != "primary":
+    if not cfg.enabled or call.no_capture or call.policy.role != "primary":
         return False
-    if call.outcome.path != CHAT_PATH:
+    if call.path != CHAT_PATH:
         return False
     if cfg.routes or cfg.prompts:
         listed = call.plan.route.name in cfg.routes or (
@@ -93,36 +94,36 @@ class Capture:
         cfg = self._runtime.current.config.capture
         return cfg.batch_size, cfg.flush_interval_s
 
-    def on_start(self, call: Call) -> None:
-        if wanted(call.runtime.config.capture, call):
-            self._chosen.add(id(call))
-            call.outcome.keep_answer = True
+    def on_start(self, call: Call) -> bool:
+        if not wanted(call.runtime.config.capture, call):
+            return False
+        self._chosen.add(id(call))
+        return True
 
-    def on_finish(self, call: Call) -> None:
+    def on_finish(self, call: Call, record: RequestRecord) -> None:
         if id(call) not in self._chosen:
             return
         self._chosen.discard(id(call))
-        if not self.writer.put(self.record(call)) and self.writer.dropped % 1000 == 1:
+        if not self.writer.put(self.record(call, record)) and self.writer.dropped % 1000 == 1:
             log.warning("capture queue full: %d records dropped so far", self.writer.dropped)
 
-    def record(self, call: Call) -> Record:
+    def record(self, call: Call, r: RequestRecord) -> Record:
         """The record, not yet redacted (that happens in the writer)."""
-        o = call.outcome
-        usage = o.usage
+        usage = r.usage
         return {
-            "request_id": o.request_id,
+            "request_id": r.request_id,
             "ts": time.time(),
-            "route": o.route,
-            "prompt": o.prompt,
-            "version": o.version,
-            "provider": o.provider,
-            "model": o.model,
-            "stream": call.stream,
-            "status": o.status,
-            "error": o.error or None,
-            "latency_ms": round((time.perf_counter() - o.started) * 1000, 3),
-            "ttft_ms": None if o.ttft_s is None else round(o.ttft_s * 1000, 3),
-            "attempts": o.attempts,
+            "route": r.route,
+            "prompt": r.prompt,
+            "version": r.version,
+            "provider": r.provider,
+            "model": r.model,
+            "stream": r.stream,
+            "status": r.status,
+            "error": r.error or None,
+            "latency_ms": round(r.latency_s * 1000, 3),
+            "ttft_ms": None if r.ttft_s is None else round(r.ttft_s * 1000, 3),
+            "attempts": r.attempts,
             "usage": None
             if usage is None
             else {
@@ -130,38 +131,23 @@ class Capture:
                 "output_tokens": usage.output_tokens,
                 "cached_input_tokens": usage.cached_input_tokens,
             },
-            "cost_usd": o.cost_usd,
+            "cost_usd": r.cost_usd,
             "request": self._request(call),
-            "answer": o.answer,
+            "answer": r.answer,
         }
 
-    def _request(self, call: Call) -> dict[str, Any]:
+    @staticmethod
+    def _request(call: Call) -> dict[str, Any]:
         """The client's part and the prompt's part apart, so a replay can send the
         same client request through another version of the prompt."""
-        body = call.body
-        sent = list(body.get("messages") or [])
-        prompt_messages: list[Any] = []
-        prompt_params: Mapping[str, Any] = {}
-        if call.plan.prompt:
-            entry = self._prompts.current.prompts.get(call.plan.prompt)
-            version = entry.versions.get(call.plan.version) if entry else None
-            if version is not None:
-                count = len(version.content.messages)
-                prompt_messages, sent = sent[:count], sent[count:]
-                prompt_params = version.content.params
-        params = {
-            k: v
-            for k, v in body.items()
-            # A parameter equal to the prompt's default is taken as the default.
-            if k not in _NOT_PARAMS and not (k in prompt_params and prompt_params[k] == v)
-        }
+        body = call.client_body
         return {
             "model": body.get("model"),
             "variables": dict(call.variables),
-            "messages": sent,
-            "params": params,
-            "prompt_messages": prompt_messages,
-            "prompt_params": dict(prompt_params),
+            "messages": list(body.get("messages") or []),
+            "params": {k: v for k, v in body.items() if k not in _NOT_PARAMS},
+            "prompt_messages": list(call.prompt_messages),
+            "prompt_params": dict(call.prompt_params),
         }
 
     async def _write(self, batch: list[Record]) -> None:

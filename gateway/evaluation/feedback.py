@@ -18,8 +18,8 @@ from aiohttp import web
 from gateway.appkeys import RUNTIME
 from gateway.errors import ApiError
 from gateway.evaluation.capture import redact_text
-from gateway.proxy.api import authenticate, read_json
-from gateway.proxy.pipeline import Call
+from gateway.proxy.call import Call
+from gateway.proxy.ingress import authenticate, read_json
 from gateway.proxy.runtime import RuntimeHolder
 from gateway.store.batch_writer import BatchWriter
 from gateway.store.records import (
@@ -31,6 +31,7 @@ from gateway.store.records import (
     ServedBy,
 )
 from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.recorder import RequestRecord
 
 FEEDBACK_BODY_LIMIT = 64 * 1024
 COMMENT_LIMIT = 2000
@@ -52,15 +53,14 @@ class RequestIndex:
             "request-index", self._write, lambda: _batch_settings(runtime)
         )
 
-    def on_start(self, call: Call) -> None:
-        return None
+    def on_start(self, call: Call) -> bool:
+        return False
 
-    def on_finish(self, call: Call) -> None:
-        o = call.outcome
-        if o.role != "primary" or not o.route:
+    def on_finish(self, call: Call, r: RequestRecord) -> None:
+        if r.role != "primary" or not r.route:
             return
         entry = ServedBy(
-            o.request_id, time.time(), o.route, o.prompt, o.version, o.provider, o.model, o.key
+            r.request_id, time.time(), r.route, r.prompt, r.version, r.provider, r.model, r.key
         )
         self.recent.put(entry)
         if self.records.shared:  # for the other replicas

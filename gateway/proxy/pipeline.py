@@ -1,143 +1,156 @@
-"""The request path after validation: try the plan's targets in order, with retries,
-circuit breakers and one deadline, then hand the answer to the client."""
+"""The request path after planning: the engine tries the targets, the answer goes to the
+client, and one record of what happened goes to telemetry and the observers."""
 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from functools import partial
-from typing import Any, TypeVar
+from collections.abc import Awaitable
+from typing import Any, NamedTuple, Protocol
 
 from aiohttp import web
 
-from gateway.config.loader import Target
-from gateway.errors import ApiError, UpstreamError, scrub_secret
+from gateway.appkeys import OBSERVERS, TELEMETRY
+from gateway.config.routes import Target
+from gateway.errors import ApiError, UpstreamError
 from gateway.providers.base import Usage
 from gateway.proxy.answer_text import answer_text
-from gateway.proxy.relay import open_stream, relay_stream
-from gateway.proxy.resilience import CircuitBreaker, CircuitState, RetryBudget, retry_delay_s
-from gateway.proxy.routing import RoutePlan
-from gateway.proxy.runtime import ProviderRuntime, Runtime
-from gateway.telemetry.metrics import Metrics
-from gateway.telemetry.recorder import Outcome
+from gateway.proxy.call import Call
+from gateway.proxy.engine import EngineRun
+from gateway.proxy.middleware import json_error
+from gateway.proxy.observers import notify_finish
+from gateway.proxy.relay import StreamRelay, open_stream
+from gateway.proxy.runtime import ProviderRuntime
+from gateway.telemetry.recorder import RequestRecord, price_of
 
-T = TypeVar("T")
-# A provider's words on our credentials may quote part of the key: never shown.
-_AUTH_MESSAGE = "provider refused the gateway's credentials for this target"
-Attempt = Callable[[ProviderRuntime, Target, float], Awaitable[T]]
+Completed = tuple[bytes, Usage | None]  # an OpenAI-shaped body and its usage
 
 
-@dataclass
-class Call:
-    """One client request on its way through the plan."""
+class Ending(Protocol):
+    """How a call ended, beyond what the engine knows: a `StreamRelay` or an `Answered`."""
 
-    runtime: Runtime
-    plan: RoutePlan
-    body: Mapping[str, Any]
-    outcome: Outcome
-    metrics: Metrics
-    deadline: float  # event-loop time
-    stream: bool = False
-    variables: Mapping[str, Any] = field(default_factory=dict)  # prompt variables
-    no_capture: bool = False  # the client said X-Gateway-No-Capture: 1
-
-    def expired(self) -> bool:
-        # A timer may fire a hair before its time (clock resolution): allow a millisecond.
-        return asyncio.get_running_loop().time() >= self.deadline - 0.001
-
-    def gateway_headers(self, target: Target) -> dict[str, str]:
-        headers = {
-            "X-Gateway-Route": self.plan.route.name,
-            "X-Gateway-Provider": target.provider,
-            "X-Gateway-Model": target.model,
-            "X-Gateway-Attempts": str(self.outcome.attempts),
-        }
-        if self.plan.version:
-            headers["X-Gateway-Prompt-Version"] = self.plan.version
-        return headers
+    @property
+    def status(self) -> int: ...
+    @property
+    def error(self) -> str: ...
+    @property
+    def usage(self) -> Usage | None: ...
+    @property
+    def ttft_s(self) -> float | None: ...
+    @property
+    def upstream_s(self) -> float: ...  # beyond the engine's attempts (a relay's reads)
+    @property
+    def answer(self) -> str | None: ...
 
 
-async def chat(request: web.Request, call: Call, stream: bool) -> web.StreamResponse:
+class Answered(NamedTuple):
+    response: web.StreamResponse | None
+    status: int
+    error: str = ""
+    usage: Usage | None = None
+    answer: str | None = None
+    ttft_s: float | None = None
+    upstream_s: float = 0.0
+
+
+CANCELLED = Answered(None, 499, "client_disconnected")  # the client went away
+FAILED = Answered(None, 500, "internal_error")  # a bug: the middleware answers 500
+
+
+async def serve_chat(request: web.Request, call: Call) -> web.StreamResponse:
+    run = EngineRun[Any](call)
+    ending: Ending = CANCELLED
     try:
-        if not stream:
-            (raw, usage), target = await _try_targets(call, partial(_complete, call))
-            return _answer(call, target, raw, usage)
-        return await _stream(request, call)
-    except UpstreamError as error:  # the provider says the client's request is wrong
-        return _passed_back(call, error)
+        if not call.stream:
+            answered = ending = await _complete(call, run)
+        else:
+            opened = ending = await _open(call, run)
+            if isinstance(opened, StreamRelay):
+                assert run.target is not None
+                headers = call.gateway_headers(run.target, run.attempts)
+                return await opened.to_client(request, headers)
+            answered = opened
+        assert answered.response is not None
+        return answered.response
+    except asyncio.CancelledError:
+        raise
+    except BaseException:
+        ending = FAILED
+        raise
+    finally:
+        finish(request.app, call, run, ending)
 
 
-async def embeddings(call: Call) -> web.Response:
+async def serve_embeddings(request: web.Request, call: Call) -> web.StreamResponse:
+    run = EngineRun[Completed](call)
+    ending: Ending = CANCELLED
     try:
-        (raw, usage), target = await _try_targets(call, partial(_embed, call))
-    except UpstreamError as error:
-        return _passed_back(call, error)
-    return _answer(call, target, raw, usage)
+        answered = ending = await _answer(call, run, run.first_success(embed))
+        assert answered.response is not None
+        return answered.response
+    except asyncio.CancelledError:
+        raise
+    except BaseException:
+        ending = FAILED
+        raise
+    finally:
+        finish(request.app, call, run, ending)
 
 
-def _passed_back(call: Call, error: UpstreamError) -> web.Response:
-    call.outcome.status = error.status or 400
-    call.outcome.error = error.reason
-    target = Target(call.outcome.provider, call.outcome.model)
-    return web.Response(
-        status=call.outcome.status,
-        body=error.client_body,
-        content_type="application/json",
-        headers=call.gateway_headers(target),
+def finish(app: web.Application, call: Call, run: EngineRun[Any], ending: Ending) -> None:
+    record = record_of(call, run, ending)
+    app[TELEMETRY].record(record, call.runtime.config)  # the config the request started with
+    notify_finish(app[OBSERVERS], call, record)
+
+
+def record_of(call: Call, run: EngineRun[Any], ending: Ending) -> RequestRecord:
+    target = run.target
+    model = target.model if target is not None else ""
+    plan = call.plan
+    return RequestRecord(
+        call.request_id,
+        call.path,
+        route=plan.route.name,
+        prompt=plan.prompt,
+        version=plan.version,
+        key=call.key,
+        role=call.policy.role,
+        primary_request_id=call.primary_request_id,
+        stream=call.stream,
+        provider=target.provider if target is not None else "",
+        model=model,
+        status=ending.status,
+        error=ending.error,
+        attempts=run.attempts,
+        latency_s=time.perf_counter() - call.started,
+        upstream_s=run.upstream_s + ending.upstream_s,
+        ttft_s=ending.ttft_s,
+        usage=ending.usage,
+        cost_usd=price_of(ending.usage, model, call.runtime.config),
+        answer=ending.answer,
     )
 
 
-async def _stream(request: web.Request, call: Call) -> web.StreamResponse:
-    options = call.body.get("stream_options")
-    include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    start, target = await _try_targets(
-        call, lambda p, t, s: open_stream(p, t, call.body, include_usage, s, call.outcome)
-    )
-    provider = call.runtime.providers[target.provider]
-    breaker = call.runtime.breaker(provider.config, target.model)
-    return await relay_stream(
-        request,
-        start,
-        call.outcome,
-        call.gateway_headers(target),
-        provider,
-        target,
-        breaker,
-        call.metrics,
-        call.deadline,
-    )
-
-
-def _answer(call: Call, target: Target, raw: bytes, usage: Usage | None) -> web.Response:
-    call.outcome.status = 200
-    call.outcome.usage = usage
-    if call.outcome.keep_answer:
-        call.outcome.answer = answer_text(raw)
-    headers = call.gateway_headers(target)
-    headers["Content-Type"] = "application/json"  # cheaper than content_type=
-    return web.Response(body=raw, headers=headers)
-
-
-def _complete(
+def complete_chat(
     call: Call, provider: ProviderRuntime, target: Target, timeout_s: float
-) -> Awaitable[tuple[bytes, Usage | None]]:
-    request = provider.adapter.chat_request(provider.config, target.model, call.body, False)
-    return _exchange(provider, request, timeout_s, target.model)  # one coroutine an attempt
+) -> Awaitable[Completed]:
+    """An engine attempt: one non-streamed chat completion."""
+    adapter = provider.adapter
+    request = adapter.chat_request(provider.config, target.model, call.body, False)
+    return _exchange(provider, call.policy.stamp(request), timeout_s, target.model)
 
 
-def _embed(
+def embed(
     call: Call, provider: ProviderRuntime, target: Target, timeout_s: float
-) -> Awaitable[tuple[bytes, Usage | None]]:
+) -> Awaitable[Completed]:
+    """An engine attempt: one embeddings request."""
     request = provider.adapter.embeddings_request(provider.config, target.model, call.body)
-    return _exchange(provider, request, timeout_s, None)
+    return _exchange(provider, call.policy.stamp(request), timeout_s, None)
 
 
 async def _exchange(
     provider: ProviderRuntime, request: Any, timeout_s: float, chat_model: str | None
-) -> tuple[bytes, Usage | None]:
+) -> Completed:
     """One attempt; `chat_model` is None for embeddings."""
     try:
         async with asyncio.timeout(timeout_s):
@@ -155,160 +168,44 @@ async def _exchange(
     return provider.adapter.chat_response(raw, chat_model)
 
 
-async def _try_targets(call: Call, attempt: Attempt[T]) -> tuple[T, Target]:
-    """Each target in plan order, each retried per the route's policy within the retry
-    budget; returns the first success. A client error ends the loop as it came."""
-    route, metrics = call.plan.route, call.metrics
-    budget = call.runtime.parts.budget(route.name, route.retry_budget_ratio)
-    budget.deposit()
-    failures: list[tuple[Target, UpstreamError]] = []
-    previous: Target | None = None
-    for target in call.plan.targets:
-        if call.expired():
-            break
-        if previous is not None:
-            metrics.failovers.labels(route.name, previous.provider, target.provider).inc()
-        previous = target
-        found = await _try_target(call, target, attempt, budget, failures)
-        if found is not None:
-            return found[0], target
-    raise _exhausted(call, failures, deadline_passed=call.expired())
+async def _complete(call: Call, run: EngineRun[Completed]) -> Answered:
+    return await _answer(call, run, run.first_success(complete_chat))
 
 
-async def _try_target(
-    call: Call,
-    target: Target,
-    attempt: Attempt[T],
-    budget: RetryBudget,
-    failures: list[tuple[Target, UpstreamError]],
-) -> tuple[T] | None:
-    """One target, retried while the error, the route's policy, the retry budget, the
-    circuit and the deadline all allow; None when it is time to move on."""
-    route, metrics, outcome = call.plan.route, call.metrics, call.outcome
-    provider = call.runtime.providers[target.provider]
-    breaker = call.runtime.breaker(provider.config, target.model)
-    outcome.provider, outcome.model = target.provider, target.model
-    loop = asyncio.get_running_loop()
-    retry = 0
-    while True:
-        remaining = call.deadline - loop.time()
-        if remaining <= 0:
-            return None
-        if not breaker.allow():
-            if retry == 0:  # skipped without a call: say so
-                error = UpstreamError(
-                    "circuit_open", "circuit open", retry_after_s=breaker.retry_after_s()
-                )
-                metrics.provider_errors.labels(target.provider, target.model, error.reason).inc()
-                failures.append((target, error))
-            return None
-        show_circuit(metrics, target, breaker)  # a probe makes it half-open
-        if retry:
-            metrics.retries.labels(route.name, target.provider, target.model).inc()
-        outcome.attempts += 1
-        began = time.perf_counter()
-        try:
-            result = await attempt(
-                provider, target, min(remaining, provider.config.total_timeout_s)
-            )
-        except UpstreamError as error:
-            scrub_secret(error, provider.config.api_key.reveal())
-            spent = time.perf_counter() - began
-            outcome.upstream_s += spent
-            metrics.upstream_duration.labels(target.provider, target.model, error.reason).observe(
-                spent
-            )
-            if error.reason == "timeout" and outcome.attempts > 1 and call.expired():
-                # What was left of the deadline ran out, after earlier attempts had used
-                # the rest: no verdict on this target.
-                breaker.release_probe()
-            else:
-                breaker.on_failure(error)
-            show_circuit(metrics, target, breaker)
-            if error.reason == "client_error":
-                raise
-            metrics.provider_errors.labels(target.provider, target.model, error.reason).inc()
-            failures.append((target, error))
-            delay = retry_delay_s(route, error, retry)
-            if (
-                delay is None
-                or retry >= route.retries_per_target
-                or breaker.state is not CircuitState.CLOSED
-                or loop.time() + delay >= call.deadline
-                or not budget.withdraw()
-            ):
-                return None
-            retry += 1
-            await asyncio.sleep(delay)
-            continue
-        except BaseException:
-            breaker.release_probe()
-            raise
-        spent = time.perf_counter() - began
-        outcome.upstream_s += spent
-        metrics.upstream_duration.labels(target.provider, target.model, "ok").observe(spent)
-        breaker.on_success()
-        show_circuit(metrics, target, breaker)
-        return (result,)
+async def _answer(
+    call: Call, run: EngineRun[Completed], attempts: Awaitable[Completed]
+) -> Answered:
+    try:
+        raw, usage = await attempts
+    except (ApiError, UpstreamError) as error:
+        return _failed(call, run, error)
+    assert run.target is not None
+    headers = call.gateway_headers(run.target, run.attempts)
+    headers["Content-Type"] = "application/json"  # cheaper than content_type=
+    answer = answer_text(raw) if call.keep_answer else None
+    return Answered(web.Response(body=raw, headers=headers), 200, usage=usage, answer=answer)
 
 
-def show_circuit(metrics: Metrics, target: Target, breaker: CircuitBreaker) -> None:
-    if breaker.shown_state is not breaker.state:  # the gauge moves only on a change
-        metrics.circuit_state.labels(target.provider, target.model).set(breaker.state)
-        breaker.shown_state = breaker.state
+async def _open(call: Call, run: EngineRun[Any]) -> StreamRelay | Answered:
+    try:
+        start = await run.first_success(open_stream)
+    except (ApiError, UpstreamError) as error:
+        return _failed(call, run, error)
+    assert run.target is not None
+    provider = call.runtime.providers[run.target.provider]
+    return StreamRelay(call, start, provider, run.target)
 
 
-def _exhausted(
-    call: Call, failures: list[tuple[Target, UpstreamError]], deadline_passed: bool
-) -> ApiError:
-    attempts = [
-        {
-            "provider": t.provider,
-            "model": t.model,
-            "reason": e.reason,
-            "status": e.status,
-            "message": _AUTH_MESSAGE if e.reason == "auth_error" else e.message,
-        }
-        for t, e in failures
-    ]
-    details: dict[str, object] = {"attempts": attempts}
-    call.outcome.error = failures[-1][1].reason if failures else "deadline"
-    if deadline_passed:
-        call.outcome.error = "deadline"
-        return ApiError(
-            504,
-            f"No answer within the request deadline "
-            f"({call.runtime.config.server.request_timeout_s:g}s).",
-            type_="timeout_error",
-            code="deadline_exceeded",
-            details=details,
-        )
-    reasons = {e.reason for _, e in failures}
-    waits = [e.retry_after_s for _, e in failures if e.retry_after_s]
-    retry_after = {"Retry-After": str(max(1, math.ceil(min(waits))))} if waits else {}
-    if reasons <= {"rate_limited", "circuit_open"} and "rate_limited" in reasons:
-        return ApiError(
-            429,
-            "Every target of this route is rate limited.",
-            type_="rate_limit_error",
-            code="rate_limited",
-            headers=retry_after or {"Retry-After": "1"},
-            details=details,
-        )
-    if reasons == {"circuit_open"}:
-        return ApiError(
-            503,
-            "Every target of this route is failing; try again later.",
-            type_="api_error",
-            code="circuit_open",
-            headers=retry_after or {"Retry-After": "1"},
-            details=details,
-        )
-    summary = "; ".join(f"{t.provider}/{t.model}: {e.reason}" for t, e in failures)
-    return ApiError(
-        502,
-        f"All targets failed ({summary}).",
-        type_="api_error",
-        code="upstream_failed",
-        details=details,
+def _failed(call: Call, run: EngineRun[Any], error: ApiError | UpstreamError) -> Answered:
+    if isinstance(error, ApiError):  # every target failed, or the deadline passed
+        return Answered(json_error(error), error.status, run.failure)
+    # The provider says the client's request is wrong: its answer goes back as it came.
+    status = error.status or 400
+    target = run.target or Target("", "")
+    response = web.Response(
+        status=status,
+        body=error.client_body,
+        content_type="application/json",
+        headers=call.gateway_headers(target, run.attempts),
     )
+    return Answered(response, status, error.reason)

@@ -1,34 +1,32 @@
 """Streaming answers: open a provider stream up to its first token (failover is still
-possible until then), then relay it to the client chunk by chunk, translating and
-reading usage on the way."""
+possible until then), then read it to its end, translating and reading usage on the
+way: to the client chunk by chunk, or, for a shadow copy, to nobody."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
-from gateway.config.loader import Target
+from gateway.config.routes import Target
 from gateway.errors import UpstreamError, scrub_secret
-from gateway.providers.base import StreamTranslator
+from gateway.providers.base import StreamTranslator, Usage
 from gateway.providers.sse import SSE_DONE, sse_error
 from gateway.proxy.answer_text import StreamAnswer
+from gateway.proxy.call import Call
 from gateway.proxy.idle_timeout import IdleTimeout
-from gateway.proxy.resilience import CircuitBreaker
 from gateway.proxy.runtime import ProviderRuntime
 from gateway.proxy.transport import UpstreamResponse
-from gateway.telemetry.metrics import Metrics
-from gateway.telemetry.recorder import Outcome
 
 _SSE_HEADERS = {
     "Content-Type": "text/event-stream",
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
+Write = Callable[[bytes], Awaitable[None]]
 
 
 class _StreamResponse(web.StreamResponse):
@@ -37,9 +35,9 @@ class _StreamResponse(web.StreamResponse):
     _send_headers_immediately = False
 
 
-@dataclass
+@dataclass(slots=True)
 class StreamStart:
-    """A provider stream that has produced its first token, not yet sent to the client."""
+    """A provider stream that has produced its first token, not yet read further."""
 
     response: UpstreamResponse
     translator: StreamTranslator
@@ -48,15 +46,12 @@ class StreamStart:
 
 
 async def open_stream(
-    provider: ProviderRuntime,
-    target: Target,
-    body: Mapping[str, Any],
-    include_usage: bool,
-    timeout_s: float,
-    outcome: Outcome,
+    call: Call, provider: ProviderRuntime, target: Target, timeout_s: float
 ) -> StreamStart:
+    """An engine attempt: the stream up to its first token."""
     adapter = provider.adapter
-    request = adapter.chat_request(provider.config, target.model, body, True)
+    request = adapter.chat_request(provider.config, target.model, call.body, True)
+    request = call.policy.stamp(request)
     wait_s = min(provider.config.first_token_timeout_s, timeout_s)
     until = asyncio.get_running_loop().time() + timeout_s
     response: UpstreamResponse | None = None
@@ -66,7 +61,7 @@ async def open_stream(
             if response.status >= 300:
                 raw = await response.read()
                 raise adapter.error(response.status, response.headers, raw)
-            translator = adapter.chat_stream(target.model, include_usage)
+            translator = adapter.chat_stream(target.model, call.include_usage)
             pending = b""
             while not (translator.content_started or translator.finished):
                 chunk = await response.next_chunk()
@@ -84,120 +79,144 @@ async def open_stream(
         raise
 
 
-async def relay_stream(
-    request: web.Request,
-    start: StreamStart,
-    outcome: Outcome,
-    headers: dict[str, str],
-    provider: ProviderRuntime,
-    target: Target,
-    breaker: CircuitBreaker,
-    metrics: Metrics,
-    deadline: float,
-) -> web.StreamResponse:
-    """Send the stream on. After the first byte there is no failover: a failure ends the
-    stream with an error event and no [DONE], and counts as an error."""
-    translator = start.translator
-    response = _StreamResponse(status=200, headers={**_SSE_HEADERS, **headers})
-    outcome.status = 200
-    kept = StreamAnswer() if outcome.keep_answer else None
-    if kept is not None:
-        kept.add(start.pending)
-    try:
-        await response.prepare(request)
-        if translator.content_started:
-            outcome.ttft_s = time.perf_counter() - outcome.started
-        last = start.pending
-        if not translator.finished:
-            if last:
-                await response.write(last)  # the headers go out with it
-            try:
-                last = await _relay(start, response, outcome, kept, provider.config.idle_timeout_s)
-            except TimeoutError:
-                now = asyncio.get_running_loop().time()
-                if now >= deadline - 0.001:
-                    # The request's deadline, not the target, ran out: no verdict on it.
-                    error = UpstreamError("timeout", "request deadline passed")
-                    await _fail(response, outcome, metrics, None, target, error)
-                else:
-                    message = (
-                        f"provider stream stalled (no data for {provider.config.idle_timeout_s:g}s)"
-                        if now < start.until - 0.001
-                        else "provider stream took longer than its total timeout"
-                    )
-                    error = UpstreamError("timeout", message)
-                    await _fail(response, outcome, metrics, breaker, target, error)
-                return response
-            except UpstreamError as error:
-                scrub_secret(error, provider.config.api_key.reveal())
-                await _fail(response, outcome, metrics, breaker, target, error)
-                return response
-        await response.write_eof(last + SSE_DONE)  # one write: the last events, [DONE], end
-    except ConnectionResetError:
-        _client_gone(outcome)
-    except asyncio.CancelledError:
-        _client_gone(outcome)
-        raise
-    finally:
-        start.response.release()
-        outcome.usage = translator.usage
-        if kept is not None:
-            outcome.answer = kept.text()
-    return response
+class StreamRelay:
+    """Reads one opened stream to its end. What happened (status, error, time to first
+    token, usage, the answer's text when kept) is on the relay afterwards, however the
+    stream ended, client gone included. After the first byte there is no failover: a
+    failure ends the stream with an error event and no [DONE], and counts as an error."""
 
+    __slots__ = (
+        "_kept",
+        "call",
+        "error",
+        "provider",
+        "start",
+        "status",
+        "target",
+        "ttft_s",
+        "upstream_s",
+        "usage",
+    )
 
-async def _relay(
-    start: StreamStart,
-    response: web.StreamResponse,
-    outcome: Outcome,
-    kept: StreamAnswer | None,
-    idle_s: float,
-) -> bytes:
-    """Relay the provider's reads until its stream ends properly; returns what the last
-    read gave, not yet written. Raises `TimeoutError` or `UpstreamError`."""
-    translator, next_chunk = start.translator, start.response.next_chunk
-    # The idle gap, capped by the attempt's total time (itself within the request
-    # deadline); every read starts a new gap.
-    async with IdleTimeout(idle_s, start.until) as timer:
-        while True:
-            waited = time.perf_counter()
-            chunk = await next_chunk()
-            outcome.upstream_s += time.perf_counter() - waited
-            # At the end a half-received event is dropped (SSE spec).
-            payload = translator.feed_bytes(chunk) if chunk else b""
-            if payload:
-                if outcome.ttft_s is None and translator.content_started:
-                    outcome.ttft_s = time.perf_counter() - outcome.started
-                if kept is not None:
-                    kept.add(payload)
-            if translator.finished:
-                return payload
-            if not chunk:
-                raise UpstreamError("stream_cut", "provider stream ended early")
-            if payload:
-                timer.not_waiting()  # a slow reader is no stalled provider
-                await response.write(payload)
-            timer.waiting()
+    def __init__(
+        self, call: Call, start: StreamStart, provider: ProviderRuntime, target: Target
+    ) -> None:
+        self.call, self.start, self.provider, self.target = call, start, provider, target
+        self.status = 200
+        self.error = ""
+        self.ttft_s: float | None = None
+        self.upstream_s = 0.0
+        self.usage: Usage | None = None
+        self._kept = StreamAnswer() if call.keep_answer else None
+        if self._kept is not None:
+            self._kept.add(start.pending)
 
+    @property
+    def answer(self) -> str | None:
+        return None if self._kept is None else self._kept.text()
 
-def _client_gone(outcome: Outcome) -> None:
-    outcome.status = 499  # the client went away; leaving stops reading the provider
-    outcome.error = "client_disconnected"
+    async def to_client(self, request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
+        start = self.start
+        response = _StreamResponse(status=200, headers={**_SSE_HEADERS, **headers})
+        try:
+            await response.prepare(request)
+            self._first_token()
+            last = start.pending
+            if not start.translator.finished:
+                if last:
+                    await response.write(last)  # the headers go out with it
+                ended = await self._read(response.write)
+                if isinstance(ended, UpstreamError):
+                    await response.write(sse_error(ended.message, "upstream_error", ended.reason))
+                    await response.write_eof()
+                    return response
+                last = ended
+            await response.write_eof(last + SSE_DONE)  # one write: the last events, [DONE], end
+        except ConnectionResetError:
+            self._client_gone()
+        except asyncio.CancelledError:
+            self._client_gone()
+            raise
+        finally:
+            self._done()
+        return response
 
+    async def to_end(self) -> None:
+        """Read the stream as a client would, with nobody to send it to (a shadow copy)."""
+        try:
+            self._first_token()
+            if not self.start.translator.finished:
+                await self._read(None)
+        finally:
+            self._done()
 
-async def _fail(
-    response: web.StreamResponse,
-    outcome: Outcome,
-    metrics: Metrics,
-    breaker: CircuitBreaker | None,
-    target: Target,
-    error: UpstreamError,
-) -> None:
-    outcome.status = 502  # counted as a failed request; the client already had a 200
-    outcome.error = error.reason
-    metrics.provider_errors.labels(target.provider, target.model, error.reason).inc()
-    if breaker is not None:
-        breaker.on_failure(error)
-        metrics.circuit_state.labels(target.provider, target.model).set(breaker.state)
-    await response.write(sse_error(error.message, "upstream_error", error.reason))
-    await response.write_eof()
+    def _first_token(self) -> None:
+        if self.start.translator.content_started:
+            self.ttft_s = time.perf_counter() - self.call.started
+
+    def _done(self) -> None:
+        self.start.response.release()
+        self.usage = self.start.translator.usage
+
+    async def _read(self, write: Write | None) -> bytes | UpstreamError:
+        """Until the provider's stream ends properly: what its last read gave, not yet
+        written; the error that ended it otherwise, already counted."""
+        try:
+            return await self._pump(write, self.provider.config.idle_timeout_s)
+        except TimeoutError:
+            now = asyncio.get_running_loop().time()
+            if now >= self.call.deadline - 0.001:
+                # The request's deadline, not the target, ran out: no verdict on it.
+                return self._failed(UpstreamError("timeout", "request deadline passed"), False)
+            message = (
+                f"provider stream stalled (no data for {self.provider.config.idle_timeout_s:g}s)"
+                if now < self.start.until - 0.001
+                else "provider stream took longer than its total timeout"
+            )
+            return self._failed(UpstreamError("timeout", message), True)
+        except UpstreamError as error:
+            scrub_secret(error, self.provider.config.api_key.reveal())
+            return self._failed(error, True)
+
+    async def _pump(self, write: Write | None, idle_s: float) -> bytes:
+        start, kept = self.start, self._kept
+        translator, next_chunk = start.translator, start.response.next_chunk
+        # The idle gap, capped by the attempt's total time (itself within the request
+        # deadline); every read starts a new gap.
+        async with IdleTimeout(idle_s, start.until) as timer:
+            while True:
+                waited = time.perf_counter()
+                chunk = await next_chunk()
+                self.upstream_s += time.perf_counter() - waited
+                # At the end a half-received event is dropped (SSE spec).
+                payload = translator.feed_bytes(chunk) if chunk else b""
+                if payload:
+                    if self.ttft_s is None and translator.content_started:
+                        self.ttft_s = time.perf_counter() - self.call.started
+                    if kept is not None:
+                        kept.add(payload)
+                if translator.finished:
+                    return payload
+                if not chunk:
+                    raise UpstreamError("stream_cut", "provider stream ended early")
+                if payload and write is not None:
+                    timer.not_waiting()  # a slow reader is no stalled provider
+                    await write(payload)
+                timer.waiting()
+
+    def _failed(self, error: UpstreamError, judge_target: bool) -> UpstreamError:
+        self.status = 502  # counted as a failed request; a client already had a 200
+        self.error = error.reason
+        if self.call.policy.health:
+            target, runtime = self.target, self.call.runtime
+            metrics = runtime.parts.metrics
+            metrics.provider_errors.labels(target.provider, target.model, error.reason).inc()
+            if judge_target:
+                breaker = runtime.breaker(self.provider.config, target.model)
+                breaker.on_failure(error)
+                metrics.circuit_state.labels(target.provider, target.model).set(breaker.state)
+        return error
+
+    def _client_gone(self) -> None:
+        self.status = 499  # the client went away; leaving stops reading the provider
+        self.error = "client_disconnected"

@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway.appkeys import METRICS, OBSERVERS, PROMPTS, RUNTIME
 from gateway.errors import ApiError
 from gateway.evaluation.feedback import FEEDBACK
-from gateway.proxy.api import read_json
+from gateway.proxy.ingress import read_json
 from gateway.rollout.controller import ROLLOUTS, FeedbackSource, NoFeedback, RolloutController
 from gateway.rollout.state import MemoryRolloutStore, RolloutRequest, RolloutStore
 from gateway.rollout.version_stats import MemoryStats, StatsSink, VersionStats

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.proxy.pipeline import Call
+from gateway.proxy.call import Call
+from gateway.telemetry.recorder import RequestRecord
 
 log = logging.getLogger("gateway.rollout")
 
@@ -185,26 +186,25 @@ class VersionStats:
         self._pending: Batch = {}
         self._stopped = asyncio.Event()
 
-    def on_start(self, call: Call) -> None:
-        return None
+    def on_start(self, call: Call) -> bool:
+        return False
 
-    def on_finish(self, call: Call) -> None:
-        outcome = call.outcome
-        if outcome.role != "primary" or not outcome.prompt or not outcome.version:
+    def on_finish(self, call: Call, record: RequestRecord) -> None:
+        if record.role != "primary" or not record.prompt or not record.version:
             return
         if call.plan.pinned:
             return  # suites and replays pin a version: they are not live traffic
         size = self._bucket_ms
         start = int(time.time() * 1000) // size * size
-        versions = self._pending.setdefault(outcome.prompt, {}).setdefault(start, {})
-        counts = versions.get(outcome.version)
+        versions = self._pending.setdefault(record.prompt, {}).setdefault(start, {})
+        counts = versions.get(record.version)
         if counts is None:
-            counts = versions[outcome.version] = VersionCounts()
+            counts = versions[record.version] = VersionCounts()
         counts.observe(
-            time.perf_counter() - outcome.started,
-            outcome.ttft_s,
-            outcome.status >= 500,
-            outcome.cost_usd,
+            record.latency_s,
+            record.ttft_s,
+            record.status >= 500,
+            record.cost_usd,
         )
 
     async def flush(self) -> None:

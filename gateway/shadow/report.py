@@ -18,7 +18,7 @@ from aiohttp import web
 
 from gateway.appkeys import PROMPTS, RUNTIME
 from gateway.errors import ApiError
-from gateway.telemetry.recorder import Outcome
+from gateway.telemetry.recorder import RequestRecord
 
 Kind = Literal["prompt", "model"]  # a prompt's shadow versions, a route's shadow targets
 MAX_PAIRS = 10_000  # per prompt or route: the newest pairs are kept
@@ -41,11 +41,11 @@ class Side:
     error: str = ""
 
     @classmethod
-    def of(cls, outcome: Outcome, latency_s: float) -> Side:
+    def of(cls, outcome: RequestRecord) -> Side:
         usage = outcome.usage
         return cls(
             status=outcome.status,
-            latency_s=latency_s,
+            latency_s=outcome.latency_s,
             ttft_s=outcome.ttft_s,
             input_tokens=None if usage is None else usage.input_tokens,
             output_tokens=None if usage is None else usage.output_tokens,

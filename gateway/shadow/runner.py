@@ -3,10 +3,11 @@ versions and to a route's shadow targets after the client has its answer.
 
 Fire and forget: sampling is one random draw in `on_start`; `on_finish` puts the jobs
 on a bounded queue (what does not fit is dropped and counted); a fixed number of
-worker tasks run them, each under its own timeout. A shadow request never touches the
-primary's answer, its circuit breakers or its retry budget: one attempt per target, no
-retries. Upstream it carries `X-Gateway-Shadow: 1`; in metrics and the access log it
-is `role="shadow"` with the primary's request id; its outcome is kept next to the
+worker tasks run them, each within its own deadline. A shadow copy goes through the
+same engine and stream reader as the primary, under the `SHADOW` policy: one attempt
+per target, no retries, and nothing that touches the primary's circuit breakers or
+retry budget. Upstream it carries `X-Gateway-Shadow: 1`; in metrics and the access log
+it is `role="shadow"` with the primary's request id; its outcome is kept next to the
 primary's in a `ShadowLog` for the report."""
 
 from __future__ import annotations
@@ -17,27 +18,25 @@ import logging
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
-from gateway.config.loader import ProviderConfig, ShadowConfig, Target
+from gateway.config.features import ShadowConfig
+from gateway.config.routes import RouteConfig, Target
 from gateway.errors import ApiError, UpstreamError
 from gateway.prompts.versions import PromptVersion, render_messages
-from gateway.providers.base import Adapter, StreamTranslator, UpstreamRequest, Usage
-from gateway.proxy.answer_text import StreamAnswer, answer_text
-from gateway.proxy.pipeline import Call
-from gateway.proxy.relay import open_stream
-from gateway.proxy.routing import order_targets
-from gateway.proxy.runtime import ProviderRuntime, Runtime
+from gateway.proxy.answer_text import answer_text
+from gateway.proxy.call import SHADOW, Call
+from gateway.proxy.engine import EngineRun
+from gateway.proxy.pipeline import Answered, Ending, complete_chat, record_of
+from gateway.proxy.relay import StreamRelay, StreamStart, open_stream
+from gateway.proxy.routing import RoutePlan, order_targets
 from gateway.shadow.report import Kind, Pair, ShadowLog, Side, clip, similarity
 from gateway.store.snapshot import PromptsHolder
 from gateway.telemetry.metrics import Metrics
-from gateway.telemetry.recorder import Outcome, Telemetry
+from gateway.telemetry.recorder import RequestRecord, Telemetry
 
 log = logging.getLogger("gateway.shadow")
-SHADOW_HEADER = "X-Gateway-Shadow"
 
 
 @dataclass(frozen=True)
@@ -60,14 +59,10 @@ class _Job:
     kind: Kind
     name: str  # the prompt, or the route alias
     mirror: VersionMirror | TargetMirror
-    runtime: Runtime  # the primary's: one config from start to end
-    body: Mapping[str, Any]
-    variables: Mapping[str, Any]
-    primary: Outcome  # finished: read, never written
-    primary_side: Side
+    primary_call: Call  # finished: one runtime (config) from start to end
+    primary: RequestRecord
     keep_texts: bool
-    # Labels of the shadow's own outcome and metrics.
-    route: str
+    route: str  # the shadow's own, as its metrics label it
     version: str
     primary_label: str
     shadow_label: str
@@ -118,14 +113,14 @@ class ShadowRunner:
 
     # --- RequestObserver ---------------------------------------------------------------
 
-    def on_start(self, call: Call) -> None:
-        if self._prompts is None or not call.outcome.path.endswith("/chat/completions"):
-            return
+    def on_start(self, call: Call) -> bool:
+        if self._prompts is None or not call.path.endswith("/chat/completions"):
+            return False
         mirrors: list[VersionMirror | TargetMirror] = []
         plan = call.plan
         entry = self._prompts.current.prompts.get(plan.prompt) if plan.prompt else None
-        pinned = "@" in str(call.body.get("model", ""))  # tests, replay: not live traffic
-        if entry is not None and entry.shadow.versions and not pinned:
+        if entry is not None and entry.shadow.versions and not plan.pinned:
+            # (a pinned version is a test or a replay, not live traffic)
             primary = entry.versions.get(plan.version)
             if primary is not None and self._rng.random() < entry.shadow.sample_rate:
                 mirrors += [
@@ -136,18 +131,18 @@ class ShadowRunner:
         shadow = plan.route.shadow
         if shadow.targets and self._rng.random() < shadow.sample_rate:
             mirrors += [TargetMirror(t) for t in shadow.targets]
-        if mirrors:
-            call.outcome.keep_answer = True
-            self._sampled[id(call)] = mirrors
-            self._busy(+1)
+        if not mirrors:
+            return False
+        self._sampled[id(call)] = mirrors
+        self._busy(+1)
+        return True
 
-    def on_finish(self, call: Call) -> None:
+    def on_finish(self, call: Call, record: RequestRecord) -> None:
         mirrors = self._sampled.pop(id(call), None)
         if mirrors is None:
             return
-        latency_s = time.perf_counter() - call.outcome.started
         for mirror in mirrors:
-            job = self._job(call, mirror, latency_s)
+            job = self._job(call, record, mirror)
             try:
                 self._queue.put_nowait(job)
             except asyncio.QueueFull:
@@ -157,37 +152,36 @@ class ShadowRunner:
             self._busy(+1)
         self._busy(-1)
 
-    def _job(self, call: Call, mirror: VersionMirror | TargetMirror, latency_s: float) -> _Job:
-        primary = call.outcome
+    def _job(
+        self, call: Call, primary: RequestRecord, mirror: VersionMirror | TargetMirror
+    ) -> _Job:
         served = f"{primary.provider}/{primary.model}" if primary.provider else primary.route
-        common: dict[str, Any] = {
-            "mirror": mirror,
-            "runtime": call.runtime,
-            "body": call.body,
-            "variables": call.variables,
-            "primary": primary,
-            "primary_side": Side.of(primary, latency_s),
-            # Answers are kept in memory only where capture may keep them anyway.
-            "keep_texts": call.runtime.config.capture.enabled and not call.no_capture,
-        }
+        # Answers are kept in memory only where capture may keep them anyway.
+        keep_texts = call.runtime.config.capture.enabled and not call.no_capture
         if isinstance(mirror, VersionMirror):
             return _Job(
-                kind="prompt",
-                name=call.plan.prompt,
+                "prompt",
+                call.plan.prompt,
+                mirror,
+                call,
+                primary,
+                keep_texts,
                 route=mirror.shadow.content.model,
                 version=mirror.shadow.id,
                 primary_label=call.plan.version,
                 shadow_label=mirror.shadow.id,
-                **common,
             )
         return _Job(
-            kind="model",
-            name=call.plan.route.name,
+            "model",
+            call.plan.route.name,
+            mirror,
+            call,
+            primary,
+            keep_texts,
             route=call.plan.route.name,
             version=call.plan.version,
             primary_label=served,
             shadow_label=mirror.target.label,
-            **common,
         )
 
     def _busy(self, delta: int) -> None:
@@ -215,177 +209,108 @@ class ShadowRunner:
                 self._busy(-1)
 
     async def _run(self, job: _Job) -> None:
-        primary = job.primary
-        outcome = Outcome(
-            self._telemetry.new_request_id(),
-            path=primary.path,
-            route=job.route,
-            prompt=primary.prompt,
-            version=job.version,
-            key=primary.key,
-            role="shadow",
-            primary_request_id=primary.request_id,
-            stream=primary.stream,
-        )
-        text: str | None = None
-        timeout_s = job.runtime.config.shadow.timeout_s
-        try:
-            async with asyncio.timeout(timeout_s):
-                text = await self._answer(job, outcome)
-            outcome.status = 200
-        except TimeoutError:
-            outcome.status, outcome.error = 504, "timeout"
-        except UpstreamError as error:
-            passed_back = error.reason == "client_error" and error.status
-            outcome.status = error.status if passed_back and error.status else 502
-            outcome.error = error.reason
-        except ApiError as error:
-            outcome.status, outcome.error = error.status, error.code or "invalid_request"
-        latency_s = time.perf_counter() - outcome.started
-        self._telemetry.record(outcome, job.runtime.config)
-        self._count(job, "ok" if outcome.status == 200 else "error")
-        self.log.add(job.kind, job.name, _pair(job, Side.of(outcome, latency_s), text))
-
-    async def _answer(self, job: _Job, outcome: Outcome) -> str | None:
-        """The first target that answers, in the route's order; one attempt each."""
-        runtime, mirror = job.runtime, job.mirror
-        body: Mapping[str, Any]
+        primary_call = job.primary_call
+        runtime = primary_call.runtime
+        mirror = job.mirror
+        call: Call | None = None
         if isinstance(mirror, VersionMirror):
             route = runtime.config.models.get(mirror.shadow.content.model)
-            if route is None:
-                raise ApiError(404, "the shadow version's route is gone", code="model_not_found")
-            targets, body = order_targets(route), _version_body(job, mirror)
+            if route is not None:
+                call = self._call(job, route, order_targets(route), _version_body(job, mirror))
         else:
-            targets, body = (mirror.target,), job.body
-        failure = UpstreamError("connect", "no configured target")
-        for target in targets:
-            found = runtime.providers.get(target.provider)
-            if found is None:  # removed by a reload: shadows only go where the config says
-                continue
-            provider = ProviderRuntime(found.config, ShadowAdapter(found.adapter), found.transport)
-            outcome.provider, outcome.model = target.provider, target.model
-            outcome.attempts += 1
-            began = time.perf_counter()
-            try:
-                if job.primary.stream:
-                    return await _consume_stream(provider, target, body, outcome)
-                return await _complete(provider, target, body, outcome)
-            except UpstreamError as error:
-                if error.reason == "client_error":
-                    raise
-                failure = error
-            finally:
-                outcome.upstream_s += time.perf_counter() - began
-        raise failure
+            call = self._call(job, primary_call.plan.route, (mirror.target,), primary_call.body)
+        if call is None:
+            record = RequestRecord(
+                self._telemetry.new_request_id(),
+                primary_call.path,
+                route=job.route,
+                prompt=job.primary.prompt,
+                version=job.version,
+                key=job.primary.key,
+                role=SHADOW.role,
+                primary_request_id=job.primary.request_id,
+                stream=job.primary.stream,
+                status=404,  # the shadow version's route is gone
+                error="model_not_found",
+            )
+        else:
+            run = EngineRun[Any](call)
+            record = record_of(call, run, await _ending(call, run))
+        self._telemetry.record(record, runtime.config)
+        self._count(job, "ok" if record.status == 200 else "error")
+        self.log.add(job.kind, job.name, _pair(job, Side.of(record), record.answer))
+
+    def _call(
+        self,
+        job: _Job,
+        route: RouteConfig,
+        targets: tuple[Target, ...],
+        body: Mapping[str, Any],
+    ) -> Call:
+        primary = job.primary_call
+        timeout_s = primary.runtime.config.shadow.timeout_s
+        return Call(
+            self._telemetry.new_request_id(),
+            time.perf_counter(),
+            primary.path,
+            primary.runtime,
+            RoutePlan(route, targets, prompt=primary.plan.prompt, version=job.version),
+            client_body=primary.client_body,
+            body=body,
+            deadline=asyncio.get_running_loop().time() + timeout_s,
+            policy=SHADOW,
+            stream=primary.stream,
+            key=primary.key,
+            variables=primary.variables,
+            primary_request_id=primary.request_id,
+            keep_answer=True,  # to compare with the primary's
+        )
+
+
+async def _ending(call: Call, run: EngineRun[Any]) -> Ending:
+    """Through the engine as any call, the stream read to its end with nobody to send
+    it to; the first target that answers, in the route's order."""
+    try:
+        if not call.stream:
+            raw, usage = await run.first_success(complete_chat)
+            return Answered(None, 200, usage=usage, answer=answer_text(raw))
+        start: StreamStart = await run.first_success(open_stream)
+    except ApiError as error:  # every target failed, or the deadline passed
+        return Answered(None, error.status, run.failure)
+    except UpstreamError as error:  # the provider says the request is wrong
+        return Answered(None, error.status or 400, error.reason)
+    assert run.target is not None
+    relay = StreamRelay(call, start, call.runtime.providers[run.target.provider], run.target)
+    await relay.to_end()
+    return relay
 
 
 def _version_body(job: _Job, mirror: VersionMirror) -> dict[str, Any]:
     """The shadow version rendered with the primary's variables, before the client's
-    own messages; its params as defaults. The client's body is not kept apart from the
-    primary version's params, so a field equal to the primary's param counts as that
-    default."""
-    primary = mirror.primary.content
-    messages = list(job.body.get("messages") or [])
-    client = {
-        k: v
-        for k, v in job.body.items()
-        if k != "messages" and not (k in primary.params and primary.params[k] == v)
-    }
-    rendered = render_messages(mirror.shadow.content, job.variables)
+    own messages; its params as defaults the client's own override."""
+    client = job.primary_call.client_body
+    rendered = render_messages(mirror.shadow.content, job.primary_call.variables)
     return {
         **mirror.shadow.content.params,
-        **client,
-        "messages": [*rendered, *messages[len(primary.messages) :]],
+        **{k: v for k, v in client.items() if k not in ("messages", "prompt_variables")},
+        "messages": [*rendered, *(client.get("messages") or [])],
     }
 
 
 def _pair(job: _Job, shadow: Side, text: str | None) -> Pair:
     primary_text = job.primary.answer
+    primary_side = Side.of(job.primary)
     both = primary_text is not None and text is not None
-    both = both and job.primary_side.status == 200 and shadow.status == 200
+    both = both and primary_side.status == 200 and shadow.status == 200
     return Pair(
         at=time.time(),
         request_id=job.primary.request_id,
         primary_label=job.primary_label,
         shadow_label=job.shadow_label,
-        primary=job.primary_side,
+        primary=primary_side,
         shadow=shadow,
         exact=primary_text == text if both else None,
         similarity=similarity(primary_text or "", text or "") if both else None,
         primary_text=clip(primary_text) if job.keep_texts else None,
         shadow_text=clip(text) if job.keep_texts else None,
     )
-
-
-async def _complete(
-    provider: ProviderRuntime, target: Target, body: Mapping[str, Any], outcome: Outcome
-) -> str | None:
-    adapter = provider.adapter
-    request = adapter.chat_request(provider.config, target.model, body, False)
-    response = await provider.transport.send(request, provider.config.connect_timeout_s)
-    try:
-        raw = await response.read()
-    finally:
-        response.release()
-    if response.status >= 300:
-        raise adapter.error(response.status, response.headers, raw)
-    raw, outcome.usage = adapter.chat_response(raw, target.model)
-    return answer_text(raw)
-
-
-async def _consume_stream(
-    provider: ProviderRuntime, target: Target, body: Mapping[str, Any], outcome: Outcome
-) -> str:
-    """Read a shadow stream to its end, as a client would (there is none): the first
-    token gives the TTFT, the last chunk the usage."""
-    timeout_s = provider.config.total_timeout_s  # the shadow's own timeout is around us
-    start = await open_stream(provider, target, body, False, timeout_s, outcome)
-    translator, answer = start.translator, StreamAnswer()
-    answer.add(start.pending)
-    try:
-        while True:
-            if outcome.ttft_s is None and translator.content_started:
-                outcome.ttft_s = time.perf_counter() - outcome.started
-            if translator.finished:
-                return answer.text()
-            chunk = await start.response.next_chunk()
-            if not chunk:
-                raise UpstreamError("stream_cut", "provider stream ended early")
-            answer.add(translator.feed_bytes(chunk))
-    finally:
-        start.response.release()
-        outcome.usage = translator.usage
-
-
-class ShadowAdapter:
-    """A target's adapter whose requests say `X-Gateway-Shadow: 1`."""
-
-    def __init__(self, inner: Adapter) -> None:
-        self.inner = inner
-
-    def chat_request(
-        self, provider: ProviderConfig, model: str, body: Mapping[str, Any], stream: bool
-    ) -> UpstreamRequest:
-        request = self.inner.chat_request(provider, model, body, stream)
-        return replace(request, headers={**request.headers, SHADOW_HEADER: "1"})
-
-    def chat_response(self, body: bytes, model: str) -> tuple[bytes, Usage | None]:
-        return self.inner.chat_response(body, model)
-
-    def chat_stream(self, model: str, include_usage: bool) -> StreamTranslator:
-        return self.inner.chat_stream(model, include_usage)
-
-    def embeddings_request(
-        self, provider: ProviderConfig, model: str, body: Mapping[str, Any]
-    ) -> UpstreamRequest:
-        request = self.inner.embeddings_request(provider, model, body)
-        return replace(request, headers={**request.headers, SHADOW_HEADER: "1"})
-
-    def embeddings_response(self, body: bytes) -> tuple[bytes, Usage | None]:
-        return self.inner.embeddings_response(body)
-
-    def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
-        return self.inner.error(status, headers, body)
-
-
-SHADOW = web.AppKey("shadow", ShadowRunner)

@@ -1,4 +1,4 @@
-"""One `record(outcome)` per request: metrics, tokens and cost, the access log."""
+"""One `record(request_record)` per request: metrics, tokens and cost, the access log."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import itertools
 import os
 import secrets
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -17,14 +16,13 @@ from gateway.telemetry.logs import AccessLogWriter
 from gateway.telemetry.metrics import Metrics, PendingCount
 
 
-@dataclass(slots=True)
-class Outcome:
-    """What happened to one request; filled in as it goes."""
+class RequestRecord(NamedTuple):
+    """What happened to one request, made once when it is over (a tuple: cheap to make
+    on every request). Telemetry, capture, feedback, version counts and shadow reports
+    read it; nothing writes to it."""
 
     request_id: str
-    started: float = field(default_factory=time.perf_counter)
-    method: str = "POST"
-    path: str = ""
+    path: str
     route: str = ""
     prompt: str = ""
     version: str = ""
@@ -37,13 +35,21 @@ class Outcome:
     status: int = 0
     error: str = ""
     attempts: int = 0
+    latency_s: float = 0.0
     upstream_s: float = 0.0
     ttft_s: float | None = None
     usage: Usage | None = None
     cost_usd: float | None = None  # None: no answer, or a model with no price
-    # The answer's text is kept only when an observer asks (shadow, capture).
-    keep_answer: bool = False
-    answer: str | None = None
+    answer: str | None = None  # kept only when an observer asked (shadow, capture)
+    method: str = "POST"
+
+
+def price_of(usage: Usage | None, model: str, config: GatewayConfig) -> float | None:
+    """The answer's cost in USD; None without usage or without a price for the model."""
+    if usage is None:
+        return None
+    price = config.pricing.get(model)
+    return None if price is None else cost_usd(usage, price)
 
 
 def cost_usd(usage: Usage, price: Pricing) -> float:
@@ -110,28 +116,27 @@ class Telemetry:
     def new_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):010x}"
 
-    def record(self, outcome: Outcome, config: GatewayConfig) -> None:
-        total_s = time.perf_counter() - outcome.started
+    def record(self, r: RequestRecord, config: GatewayConfig) -> None:
+        """`config`: the one the request started with."""
         labels = (
-            outcome.route,
-            outcome.prompt,
-            outcome.version,
-            outcome.provider,
-            outcome.model,
-            outcome.key,
-            outcome.role,
+            r.route,
+            r.prompt,
+            r.version,
+            r.provider,
+            r.model,
+            r.key,
+            r.role,
         )
         series = self._series.get(labels)
         if series is None:
             series = self._series[labels] = _Series(self.metrics, labels)
-        series.status(outcome.status).inc()
-        if outcome.route:
-            series.child("duration").observe(total_s)
-            series.child("overhead").observe(max(total_s - outcome.upstream_s, 0.0))
-        if outcome.ttft_s is not None:
-            series.child("ttft").observe(outcome.ttft_s)
-        cost: float | None = None
-        usage = outcome.usage
+        series.status(r.status).inc()
+        if r.route:
+            series.child("duration").observe(r.latency_s)
+            series.child("overhead").observe(max(r.latency_s - r.upstream_s, 0.0))
+        if r.ttft_s is not None:
+            series.child("ttft").observe(r.ttft_s)
+        usage = r.usage
         if usage is not None:
             uncached = max(usage.input_tokens - usage.cached_input_tokens, 0)
             if uncached:
@@ -140,16 +145,14 @@ class Telemetry:
                 series.child("cached_input").inc(usage.cached_input_tokens)
             if usage.output_tokens:
                 series.child("output").inc(usage.output_tokens)
-            price = config.pricing.get(outcome.model)
-            if price is None:
-                self.metrics.unpriced.labels(outcome.provider, outcome.model).inc()
+            if r.cost_usd is None:
+                self.metrics.unpriced.labels(r.provider, r.model).inc()
             else:
-                cost = outcome.cost_usd = cost_usd(usage, price)
-                series.child("cost").inc(cost)
+                series.child("cost").inc(r.cost_usd)
         if self.access_log is not None and config.logging.access_log:
-            self._log(outcome, total_s, cost)
+            self._log(r)
 
-    def _log(self, o: Outcome, total_s: float, cost: float | None) -> None:
+    def _log(self, o: RequestRecord) -> None:
         line = {
             "ts": int(time.time() * 1000) / 1000,  # int() and /: round() is slow
             "request_id": o.request_id,
@@ -165,7 +168,7 @@ class Telemetry:
             "model": o.model or None,
             "status": o.status,
             "stream": o.stream,
-            "latency_ms": int(total_s * 100_000) / 100,
+            "latency_ms": int(o.latency_s * 100_000) / 100,
             "ttft_ms": None if o.ttft_s is None else int(o.ttft_s * 100_000) / 100,
             "upstream_ms": int(o.upstream_s * 100_000) / 100,
             "attempts": o.attempts,
@@ -176,6 +179,6 @@ class Telemetry:
             line["input_tokens"] = o.usage.input_tokens
             line["output_tokens"] = o.usage.output_tokens
             line["cached_input_tokens"] = o.usage.cached_input_tokens
-        line["cost_usd"] = cost
+        line["cost_usd"] = o.cost_usd
         assert self.access_log is not None
         self.access_log.write(orjson.dumps(line) + b"\n")

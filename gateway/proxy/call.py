@@ -1,0 +1,80 @@
+"""One call through the engine: what was asked, where it may go, under which policy.
+
+A `Call` is made once the request is planned and is only read after that (`keep_answer`
+is the one exception: the observers set it before the first attempt). A primary request,
+a shadow copy, and the test runs and replays to come are all calls; they differ by
+their `Policy`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from gateway.config.routes import Target
+from gateway.providers.base import UpstreamRequest
+from gateway.proxy.routing import RoutePlan
+from gateway.proxy.runtime import Runtime
+
+SHADOW_HEADER = "X-Gateway-Shadow"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How the engine treats a kind of call."""
+
+    role: str  # the `role` label of its metrics and access-log line
+    retries: bool  # retry a target as the route says (else one attempt per target)
+    # Count toward the targets' health: circuit breakers (a closed circuit is skipped),
+    # the route's retry budget, and the provider metrics. A copy of live traffic must not
+    # open a circuit that serves the live traffic.
+    health: bool
+    headers: Mapping[str, str] = field(default_factory=dict)  # added to every upstream request
+
+    def stamp(self, request: UpstreamRequest) -> UpstreamRequest:
+        if not self.headers:
+            return request
+        return replace(request, headers={**request.headers, **self.headers})
+
+
+PRIMARY = Policy("primary", retries=True, health=True)
+SHADOW = Policy("shadow", retries=False, health=False, headers={SHADOW_HEADER: "1"})
+
+
+@dataclass(slots=True)  # not frozen: made per request, and frozen init is slow
+class Call:
+    request_id: str
+    started: float  # perf_counter() when the request arrived
+    path: str
+    runtime: Runtime  # read once: the same config from the first attempt to the record
+    plan: RoutePlan
+    client_body: Mapping[str, Any]  # as the client sent it
+    body: Mapping[str, Any]  # as it goes upstream: the prompt's part rendered in
+    deadline: float  # event-loop time
+    policy: Policy = PRIMARY
+    stream: bool = False
+    include_usage: bool = False  # the client asked for the usage chunk of a stream
+    key: str = ""  # the client key's name
+    variables: Mapping[str, Any] = field(default_factory=dict)  # prompt variables
+    prompt_messages: Sequence[Any] = ()  # the prompt version's messages, rendered
+    prompt_params: Mapping[str, Any] = field(default_factory=dict)  # the version's params
+    no_capture: bool = False  # the client said X-Gateway-No-Capture: 1
+    primary_request_id: str = ""  # a shadow copy: the request it mirrors
+    keep_answer: bool = False  # an observer wants the answer's text
+
+    def expired(self) -> bool:
+        # A timer may fire a hair before its time (clock resolution): allow a millisecond.
+        return asyncio.get_running_loop().time() >= self.deadline - 0.001
+
+    def gateway_headers(self, target: Target, attempts: int) -> dict[str, str]:
+        headers = {
+            "X-Request-Id": self.request_id,
+            "X-Gateway-Route": self.plan.route.name,
+            "X-Gateway-Provider": target.provider,
+            "X-Gateway-Model": target.model,
+            "X-Gateway-Attempts": str(attempts),
+        }
+        if self.plan.version:
+            headers["X-Gateway-Prompt-Version"] = self.plan.version
+        return headers

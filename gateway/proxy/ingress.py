@@ -1,0 +1,183 @@
+"""What every `/v1/` request goes through before the engine: who is asking, the body
+read and checked, and the plan (route, targets, prompt version) made into a `Call`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import StreamReader, web
+
+from gateway.appkeys import CALL, INGRESS, OBSERVERS, PROMPTS
+from gateway.config.loader import ClientKey
+from gateway.errors import ApiError
+from gateway.prompts.versions import render_messages
+from gateway.proxy.call import Call
+from gateway.proxy.observers import notify_start
+from gateway.proxy.routing import PROMPT_PREFIX, RoutePlan, plan_model_route, plan_prompt_route
+from gateway.proxy.runtime import Runtime
+
+GATEWAY_FIELDS = ("prompt_variables",)  # ours: never sent upstream
+
+
+@dataclass(slots=True)
+class Ingress:
+    """A `/v1/` request before it is planned: what the record of a refused one needs."""
+
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    key: str = ""  # the client key's name, once known
+
+    def age_s(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def authenticate(request: web.Request, runtime: Runtime) -> ClientKey | None:
+    """The client key on the request; None for an anonymous caller where allowed."""
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    if token:
+        key = runtime.keys.find(token)
+        if key is not None:
+            request[INGRESS].key = key.name
+            return key
+    if runtime.config.server.allow_unauthenticated:
+        return None
+    message = (
+        "Incorrect API key provided."
+        if token
+        else "Missing API key: send Authorization: Bearer <key>."
+    )
+    raise ApiError(401, message, code="invalid_api_key")
+
+
+async def read_json(request: web.Request, limit: int, timeout_s: float = 30.0) -> dict[str, Any]:
+    """The body as a JSON object; 413 past `limit` bytes, read no further; 408 when it
+    does not arrive within `timeout_s` (a client trickling bytes holds nothing for long)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    content = request.content
+    if content.is_eof():
+        body: bytes | bytearray = content.read_nowait(-1)  # all here already: no timer
+        if len(body) > limit:
+            raise _too_large(limit)
+    else:
+        body = await _read_body(content, limit, timeout_s)
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"The body is not valid JSON: {exc}.", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "The body must be a JSON object.", code="invalid_json")
+    return data
+
+
+async def _read_body(content: StreamReader, limit: int, timeout_s: float) -> bytearray:
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout_s):
+            while chunk := await content.readany():
+                body += chunk
+                if len(body) > limit:
+                    raise _too_large(limit)
+    except TimeoutError:
+        raise ApiError(
+            408,
+            f"The request body did not arrive within {timeout_s:g}s.",
+            code="request_timeout",
+            headers={"Connection": "close"},
+        ) from None
+    return body
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"Request body is larger than {limit} bytes.", code="request_too_large")
+
+
+def check_field(
+    body: dict[str, Any],
+    name: str,
+    kind: type | tuple[type, ...],
+    what: str,
+    required: bool = False,
+) -> Any:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise ApiError(
+                400,
+                f"Missing required parameter: '{name}'.",
+                param=name,
+                code="missing_required_parameter",
+            )
+        return None
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ApiError(400, f"'{name}' must be {what}.", param=name, code="invalid_type")
+    return value
+
+
+def new_call(
+    request: web.Request,
+    runtime: Runtime,
+    body: dict[str, Any],
+    key: ClientKey | None,
+    stream: bool = False,
+) -> Call:
+    """Plan the route and build the body to send: for a prompt, its version's messages
+    (rendered) before the client's, and its params as defaults the client may override."""
+    model = check_field(body, "model", str, "a string", required=True)
+    # The adapters copy what they change: only our own fields need taking out here.
+    upstream_body = (
+        {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
+        if any(name in body for name in GATEWAY_FIELDS)
+        else body
+    )
+    plan: RoutePlan
+    variables: dict[str, Any] = {}
+    prompt_messages: list[Any] = []
+    prompt_params: Mapping[str, Any] = {}
+    if model.startswith(PROMPT_PREFIX):
+        sticky = request.headers.get("X-Gateway-Sticky-Key") or body.get("user")
+        plan, version = plan_prompt_route(
+            runtime,
+            request.app[PROMPTS].current,
+            model,
+            key,
+            sticky if isinstance(sticky, str) else None,
+        )
+        variables = body.get("prompt_variables") or {}
+        prompt_messages = render_messages(version.content, variables)
+        prompt_params = version.content.params
+        upstream_body = {
+            **prompt_params,
+            **upstream_body,
+            "messages": [*prompt_messages, *(body.get("messages") or [])],
+        }
+    else:
+        plan = plan_model_route(runtime, model, key)
+    ingress = request[INGRESS]
+    options = body.get("stream_options")
+    call = Call(
+        ingress.request_id,
+        ingress.started,
+        request.path,
+        runtime,
+        plan,
+        client_body=body,
+        body=upstream_body,
+        deadline=asyncio.get_running_loop().time() + runtime.config.server.request_timeout_s,
+        stream=stream,
+        include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+        key=ingress.key,
+        variables=variables,
+        prompt_messages=prompt_messages,
+        prompt_params=prompt_params,
+        no_capture=request.headers.get("X-Gateway-No-Capture") == "1",
+    )
+    call.keep_answer = notify_start(request.app[OBSERVERS], call)
+    request[CALL] = call  # from here on the call records itself
+    return call
