@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import StreamReader, web
@@ -15,7 +15,7 @@ from aiohttp import StreamReader, web
 from gateway.appkeys import CALL, INGRESS, OBSERVERS, PROMPTS
 from gateway.config.loader import ClientKey
 from gateway.errors import ApiError
-from gateway.prompts.versions import render_messages
+from gateway.prompts.versions import PromptVersion, render_messages
 from gateway.proxy.call import Call
 from gateway.proxy.observers import notify_start
 from gateway.proxy.routing import PROMPT_PREFIX, RoutePlan, plan_model_route, plan_prompt_route
@@ -120,6 +120,13 @@ def check_field(
     return value
 
 
+class _Prompted(NamedTuple):
+    body: dict[str, Any]  # to send upstream
+    variables: Mapping[str, Any]
+    messages: list[Any]  # the version's, rendered
+    params: Mapping[str, Any]  # the version's
+
+
 def new_call(
     request: web.Request,
     runtime: Runtime,
@@ -127,8 +134,7 @@ def new_call(
     key: ClientKey | None,
     stream: bool = False,
 ) -> Call:
-    """Plan the route and build the body to send: for a prompt, its version's messages
-    (rendered) before the client's, and its params as defaults the client may override."""
+    """Plan the route and build the body to send; the observers see the call first."""
     model = check_field(body, "model", str, "a string", required=True)
     # The adapters copy what they change: only our own fields need taking out here.
     upstream_body = (
@@ -137,9 +143,7 @@ def new_call(
         else body
     )
     plan: RoutePlan
-    variables: dict[str, Any] = {}
-    prompt_messages: list[Any] = []
-    prompt_params: Mapping[str, Any] = {}
+    prompted: _Prompted | None = None
     if model.startswith(PROMPT_PREFIX):
         sticky = request.headers.get("X-Gateway-Sticky-Key") or body.get("user")
         plan, version = plan_prompt_route(
@@ -149,14 +153,8 @@ def new_call(
             key,
             sticky if isinstance(sticky, str) else None,
         )
-        variables = body.get("prompt_variables") or {}
-        prompt_messages = render_messages(version.content, variables)
-        prompt_params = version.content.params
-        upstream_body = {
-            **prompt_params,
-            **upstream_body,
-            "messages": [*prompt_messages, *(body.get("messages") or [])],
-        }
+        prompted = _prompted(version, body, upstream_body)
+        upstream_body = prompted.body
     else:
         plan = plan_model_route(runtime, model, key)
     ingress = request[INGRESS]
@@ -173,11 +171,23 @@ def new_call(
         stream=stream,
         include_usage=isinstance(options, dict) and options.get("include_usage") is True,
         key=ingress.key,
-        variables=variables,
-        prompt_messages=prompt_messages,
-        prompt_params=prompt_params,
         no_capture=request.headers.get("X-Gateway-No-Capture") == "1",
     )
+    if prompted is not None:
+        call.variables, call.prompt_messages = prompted.variables, prompted.messages
+        call.prompt_params = prompted.params
     call.keep_answer = notify_start(request.app[OBSERVERS], call)
     request[CALL] = call  # from here on the call records itself
     return call
+
+
+def _prompted(
+    version: PromptVersion, body: Mapping[str, Any], upstream_body: Mapping[str, Any]
+) -> _Prompted:
+    """A prompt's version's messages (rendered) before the client's, and its params as
+    defaults the client may override."""
+    variables = body.get("prompt_variables") or {}
+    messages = render_messages(version.content, variables)
+    params = version.content.params
+    sent = {**params, **upstream_body, "messages": [*messages, *(body.get("messages") or [])]}
+    return _Prompted(sent, variables, messages, params)

@@ -59,6 +59,26 @@ async def test_insane_request_id_is_replaced(
     assert len(raw.headers["X-Request-Id"]) == 22  # 12 hex of process prefix, 10 of counter
 
 
+async def test_a_streamed_answer_carries_its_request_id(
+    gateway_factory: GatewayFactory, upstream: Upstream
+) -> None:
+    """So that feedback can name a streamed answer too."""
+    gw = await gateway_factory(basic_config(upstream.base_url))
+    async with gw.client() as client:
+        given = await client.chat.completions.with_raw_response.create(
+            model="chat", messages=MESSAGES, stream=True, extra_headers={"X-Request-Id": "s-1"}
+        )
+        made = await client.chat.completions.with_raw_response.create(
+            model="chat", messages=MESSAGES, stream=True
+        )
+        for raw in (given, made):
+            async for _ in raw.parse():
+                pass
+    assert given.headers["X-Request-Id"] == "s-1"
+    assert len(made.headers["X-Request-Id"]) == 22
+    assert given.headers["X-Gateway-Route"] == "chat"
+
+
 async def test_stream_hides_usage_chunk_the_client_did_not_ask_for(
     gateway_factory: GatewayFactory, upstream: Upstream
 ) -> None:

@@ -453,3 +453,61 @@ def test_shadow_section_defaults_and_limits(write_config: Callable[[str], Path])
     assert cfg.models["chat"].shadow.targets == ()
     with pytest.raises(ConfigError, match=r"shadow\.max_concurrency"):
         load_config(write_config(base + "[shadow]\nmax_concurrency = 0\n"))
+
+
+async def test_a_stream_that_stalls_mid_way_ends_the_same_for_a_shadow_and_a_primary(
+    gateway_factory: GatewayFactory, upstream_factory: UpstreamFactory
+) -> None:
+    """One engine and one stream reader for both: the target's idle timeout cuts a
+    stalled shadow stream as it cuts a primary's (502, `timeout`), long before the
+    shadow's own deadline, and a shadow's failure never counts against the target."""
+    main, side = await upstream_factory(), await upstream_factory()
+    text = f"""
+[server]
+admin_token = "{ADMIN}"
+request_timeout_s = 30
+[shadow]
+timeout_s = 20
+[providers.main]
+type = "openai"
+base_url = "{main.base_url}"
+[providers.side]
+type = "openai"
+base_url = "{side.base_url}"
+idle_timeout_s = 0.2
+[models.chat]
+targets = [{{ provider = "main", model = "mock-gpt" }}]
+shadow = {{ targets = [{{ provider = "side", model = "stall" }}], sample_rate = 1.0 }}
+[models.stalling]
+targets = [{{ provider = "side", model = "stall" }}]
+[[keys]]
+name = "test-app"
+sha256 = "{{key_sha256}}"
+"""
+    gw = await gateway_factory(text)
+    body = {"messages": HELLO, "stream": True}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            gw.url("/v1/chat/completions"), json={**body, "model": "chat"}, headers=AUTH
+        ) as r:
+            assert r.status == 200 and b"[DONE]" in await r.read()
+        await gw.app[SHADOW].join()
+        async with session.post(
+            gw.url("/v1/chat/completions"), json={**body, "model": "stalling"}, headers=AUTH
+        ) as r:
+            raw = await r.read()
+            assert r.status == 200 and b"[DONE]" not in raw and b"stalled" in raw
+    registry = gw.app[METRICS].registry
+
+    def requests(route: str, status: str, role: str) -> float:
+        labels = {"route": route, "prompt": "", "version": "", "provider": "side"}
+        found = registry.get_sample_value(
+            "gateway_requests_total", {**labels, "status": status, "role": role}
+        )
+        return found or 0.0
+
+    assert requests("chat", "502", "shadow") == 1  # not 504 at the shadow's deadline
+    assert requests("stalling", "502", "primary") == 1
+    errors = "gateway_provider_errors_total"
+    labels = {"provider": "side", "model": "stall", "reason": "timeout"}
+    assert registry.get_sample_value(errors, labels) == 1  # the primary's only
