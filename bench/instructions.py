@@ -98,6 +98,8 @@ def instructions(b: Bench, n: int) -> None:
     config = b.gw.config.read_text()
     for stream in (False, True):
         endpoint = "stream" if stream else "chat"
+        if endpoint not in b.a.instr_kinds:
+            continue
         port = free_port()
         bare_url = f"http://127.0.0.1:{port}/v1/chat/completions"
         bare = [sys.executable, str(HERE / "bare_proxy.py"), "--port", str(port)]
@@ -115,6 +117,8 @@ def instructions(b: Bench, n: int) -> None:
             shared += ["--upstream", nginx]
             peers.insert(1, ("bare-shared", shared, f"http://127.0.0.1:{port}{path}"))
         for peer, argv, url in peers:
+            if peer not in b.a.instr_peers:
+                continue
             per_request = _count(b, f"{peer}-callgrind-{endpoint}", argv, url, _body(stream), n)
             log(f"instructions {endpoint} {peer}: {per_request:,} per request")
             b.add(test="instructions", kind=endpoint, peer=peer, instructions=per_request, n=n)
@@ -122,6 +126,8 @@ def instructions(b: Bench, n: int) -> None:
 
 def live_stream(b: Bench, n: int) -> None:
     """Instructions per live stream (one event per read), bare and gateway."""
+    if "live" not in b.a.instr_kinds:
+        return
     port = free_port()
     mock = [sys.executable, "-m", "gateway", "mock-provider", "--port", str(port)]
     mock += ["--chunk-delay-ms", str(LIVE_GAP_MS)]
@@ -148,7 +154,7 @@ def live_stream(b: Bench, n: int) -> None:
             ("bare", bare, bare_url, _body(True, LIVE_MODEL)),
             ("gateway", gw, gw_url, _body(True, "bench-model-live")),
         ]
-        for peer, argv, url, body in peers:
+        for peer, argv, url, body in [p for p in peers if p[0] in b.a.instr_peers]:
             per_stream = _count(b, f"{peer}-callgrind-live", argv, url, body, n, live=True)
             log(f"instructions live stream {peer}: {per_stream:,} per stream")
             b.add(test="instructions", kind="live", peer=peer, instructions=per_stream, n=n)

@@ -81,6 +81,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--instr-requests", type=int, help="requests counted by callgrind (1000)")
     ap.add_argument("--live-streams", type=int, help="live streams counted by callgrind (40)")
     ap.add_argument("--only", default=",".join(SCENARIOS), help="comma list of scenarios")
+    ap.add_argument(
+        "--instr-peers",
+        default="bare,bare-shared,gateway",
+        help="instructions: whose to count (comma list; `gateway` alone while tuning)",
+    )
+    ap.add_argument(
+        "--instr-kinds", default="chat,stream,live", help="instructions: which kinds to count"
+    )
     ap.add_argument("--no-pin", dest="pin", action="store_false", help="no CPU pinning")
     ap.add_argument("--max-minutes", type=float, default=30.0, help="bound on the whole run")
     ap.add_argument("--out", default=str(HERE / "results" / "latest.md"))
@@ -91,6 +99,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             setattr(a, k, v)
     a.conns = [int(c) for c in a.conns.split(",") if c]
     a.only = [s for s in a.only.split(",") if s]
+    a.instr_peers = {s for s in a.instr_peers.split(",") if s}
+    a.instr_kinds = {s for s in a.instr_kinds.split(",") if s}
     unknown = set(a.only) - set(SCENARIOS)
     if unknown:
         ap.error(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIOS}")

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:  # the keys name their types for the checker; at run time this is a leaf
-    from gateway.proxy.call import Call
     from gateway.proxy.ingress import Ingress
     from gateway.proxy.observers import RequestObserver
     from gateway.proxy.runtime import RuntimeHolder
@@ -26,7 +25,6 @@ TELEMETRY: web.AppKey[Telemetry] = web.AppKey("telemetry")
 OBSERVERS: web.AppKey[list[RequestObserver]] = web.AppKey("observers")
 SHADOW: web.AppKey[ShadowRunner] = web.AppKey("shadow")
 INGRESS: web.RequestKey[Ingress] = web.RequestKey("ingress")  # every /v1/ request
-CALL: web.RequestKey[Call] = web.RequestKey("call")  # a planned request: it records itself
 
 
 class Lifecycle:

@@ -67,6 +67,9 @@ class RouteConfig:
     backoff_max_s: float = 2.0
     retry_after_max_s: float = 5.0
     retry_budget_ratio: float = 0.2
+    # One attempt's limit before its first byte (non-streamed: its answer); 0: its share
+    # of what is left of the deadline, split between the targets not yet tried.
+    per_try_timeout_s: float = 0.0
     shadow: RouteShadow = field(default_factory=RouteShadow)
 
 
@@ -153,6 +156,7 @@ def models_section(
             backoff_max_s=r.number("backoff_max_s", d.backoff_max_s),
             retry_after_max_s=r.number("retry_after_max_s", d.retry_after_max_s),
             retry_budget_ratio=r.number("retry_budget_ratio", d.retry_budget_ratio),
+            per_try_timeout_s=r.number("per_try_timeout_s", d.per_try_timeout_s),
             shadow=_route_shadow(r, providers, unusable),
         )
         r.done()

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from gateway.config.loader import CaptureConfig
 from gateway.proxy.call import Call
+from gateway.proxy.observers import IGNORE, WATCH_ANSWER
 from gateway.proxy.runtime import RuntimeHolder
 from gateway.store.batch_writer import BatchWriter
 from gateway.store.captures import CaptureLog, Record
@@ -85,7 +86,6 @@ class Capture:
         self._runtime = runtime
         self._prompts = prompts
         self.log = log_
-        self._chosen: set[int] = set()  # id() of the calls being captured
         self.writer: BatchWriter[Record] = BatchWriter(
             "capture", self._write, self._batch_settings, max_queued=10_000
         )
@@ -94,16 +94,10 @@ class Capture:
         cfg = self._runtime.current.config.capture
         return cfg.batch_size, cfg.flush_interval_s
 
-    def on_start(self, call: Call) -> bool:
-        if not wanted(call.runtime.config.capture, call):
-            return False
-        self._chosen.add(id(call))
-        return True
+    def on_start(self, call: Call) -> int:
+        return WATCH_ANSWER if wanted(call.runtime.config.capture, call) else IGNORE
 
     def on_finish(self, call: Call, record: RequestRecord) -> None:
-        if id(call) not in self._chosen:
-            return
-        self._chosen.discard(id(call))
         if not self.writer.put(self.record(call, record)) and self.writer.dropped % 1000 == 1:
             log.warning("capture queue full: %d records dropped so far", self.writer.dropped)
 

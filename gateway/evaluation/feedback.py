@@ -20,6 +20,7 @@ from gateway.errors import ApiError
 from gateway.evaluation.capture import redact_text
 from gateway.proxy.call import Call
 from gateway.proxy.ingress import authenticate, read_json
+from gateway.proxy.observers import IGNORE, WATCH
 from gateway.proxy.runtime import RuntimeHolder
 from gateway.store.batch_writer import BatchWriter
 from gateway.store.records import (
@@ -53,11 +54,11 @@ class RequestIndex:
             "request-index", self._write, lambda: _batch_settings(runtime)
         )
 
-    def on_start(self, call: Call) -> bool:
-        return False
+    def on_start(self, call: Call) -> int:
+        return WATCH if call.policy.role == "primary" else IGNORE
 
     def on_finish(self, call: Call, r: RequestRecord) -> None:
-        if r.role != "primary" or not r.route:
+        if not r.route:
             return
         entry = ServedBy(
             r.request_id, time.time(), r.route, r.prompt, r.version, r.provider, r.model, r.key

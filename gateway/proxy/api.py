@@ -22,12 +22,21 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, server.max_body_bytes, server.body_timeout_s)
     # A prompt brings its own messages; a plain route needs the client's.
     is_prompt = str(body.get("model", "")).startswith(PROMPT_PREFIX)
-    messages = check_field(body, "messages", list, "an array of messages", required=not is_prompt)
-    if not messages and not is_prompt:
-        raise ApiError(400, "'messages' must not be empty.", param="messages", code="invalid_value")
-    stream = bool(check_field(body, "stream", bool, "true or false"))
-    check_field(body, "prompt_variables", dict, "an object")
-    return await serve_chat(request, new_call(request, runtime, body, key, stream))
+    messages = body.get("messages")
+    if type(messages) is not list or not messages:  # the usual case costs one check
+        messages = check_field(
+            body, "messages", list, "an array of messages", required=not is_prompt
+        )
+        if not messages and not is_prompt:
+            raise ApiError(
+                400, "'messages' must not be empty.", param="messages", code="invalid_value"
+            )
+    stream = body.get("stream")
+    if stream is not None and type(stream) is not bool:
+        check_field(body, "stream", bool, "true or false")
+    if "prompt_variables" in body:
+        check_field(body, "prompt_variables", dict, "an object")
+    return await serve_chat(request, new_call(request, runtime, body, key, stream is True))
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:

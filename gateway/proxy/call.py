@@ -1,7 +1,8 @@
 """One call through the engine: what was asked, where it may go, under which policy.
 
 A `Call` is made once the request is planned and is only read after that (`keep_answer`
-is the one exception: the observers set it before the first attempt). A primary request,
+and `watchers` are the exception: the observers' `on_start` sets them before the first
+attempt). A primary request,
 a shadow copy, and the test runs and replays to come are all calls; they differ by
 their `Policy`."""
 
@@ -10,12 +11,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.config.routes import Target
 from gateway.providers.base import UpstreamRequest
 from gateway.proxy.routing import RoutePlan
 from gateway.proxy.runtime import Runtime
+
+if TYPE_CHECKING:  # observers see calls; a call names who watches it
+    from gateway.proxy.observers import RequestObserver
 
 SHADOW_HEADER = "X-Gateway-Shadow"
 
@@ -62,6 +66,7 @@ class Call:
     no_capture: bool = False  # the client said X-Gateway-No-Capture: 1
     primary_request_id: str = ""  # a shadow copy: the request it mirrors
     keep_answer: bool = False  # an observer wants the answer's text
+    watchers: list[RequestObserver] = field(default_factory=list)  # on_finish for these
 
     def expired(self) -> bool:
         # A timer may fire a hair before its time (clock resolution): allow a millisecond.

@@ -11,7 +11,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from gateway.config.routes import Target
 from gateway.errors import ApiError, UpstreamError, scrub_secret
@@ -27,11 +27,20 @@ Attempt = Callable[[Call, ProviderRuntime, Target, float], Awaitable[T]]
 _AUTH_MESSAGE = "provider refused the gateway's credentials for this target"
 
 
-class EngineRun(Generic[T]):
+class EngineRun:
     """One call's way through its targets. Written by the engine only; read by whoever
     turns it into an answer and a record."""
 
-    __slots__ = ("attempts", "call", "failure", "failures", "metrics", "target", "upstream_s")
+    __slots__ = (
+        "attempts",
+        "call",
+        "failure",
+        "failures",
+        "metrics",
+        "probe",
+        "target",
+        "upstream_s",
+    )
 
     def __init__(self, call: Call) -> None:
         self.call = call
@@ -41,33 +50,43 @@ class EngineRun(Generic[T]):
         self.target: Target | None = None  # the last one tried: the one that answered
         self.failures: list[tuple[Target, UpstreamError]] = []
         self.failure = ""  # when every target failed: the reason the record gives
+        self.probe = False  # the answering attempt was a half-open circuit's probe
 
-    async def first_success(self, attempt: Attempt[T]) -> T:
+    async def first_success(self, attempt: Attempt[T], judged_at_end: bool = False) -> T:
         """The first answer. Raises `ApiError` when every target failed or the deadline
         passed, `UpstreamError(client_error)` when a provider says the request is wrong
-        (to be handed back as it came)."""
+        (to be handed back as it came). `judged_at_end`: the answer is a stream whose
+        reader gives the target's breaker its verdict when the stream ends."""
         call = self.call
         route, health = call.plan.route, call.policy.health
         budget = call.runtime.parts.budget(route.name, route.retry_budget_ratio)
         if health:
             budget.deposit()
         previous: Target | None = None
-        for target in call.plan.targets:
+        targets = call.plan.targets
+        for index, target in enumerate(targets):
             if call.expired():
                 break
             if previous is not None and health:
                 self.metrics.failovers.labels(route.name, previous.provider, target.provider).inc()
             previous = target
-            found = await self._try_target(target, attempt, budget)
+            later = len(targets) - index - 1  # targets left to fail over to after this one
+            found = await self._try_target(target, attempt, budget, judged_at_end, later)
             if found is not None:
                 return found[0]
         raise self._exhausted(deadline_passed=call.expired())
 
     async def _try_target(
-        self, target: Target, attempt: Attempt[T], budget: RetryBudget
+        self,
+        target: Target,
+        attempt: Attempt[T],
+        budget: RetryBudget,
+        judged_at_end: bool,
+        later: int,
     ) -> tuple[T] | None:
         """One target, retried while the error, the route's policy, the retry budget, the
-        circuit and the deadline all allow; None when it is time to move on."""
+        circuit and the deadline all allow; None when it is time to move on. Each attempt
+        has a per-try limit that leaves the `later` targets their share of the deadline."""
         call, metrics = self.call, self.metrics
         route, policy = call.plan.route, call.policy
         provider = call.runtime.providers[target.provider]
@@ -84,15 +103,19 @@ class EngineRun(Generic[T]):
                     if retry == 0:  # skipped without a call: say so
                         self._circuit_open(target, breaker)
                     return None
+                self.probe = breaker.state is CircuitState.HALF_OPEN
                 show_circuit(metrics, target, breaker)  # a probe makes it half-open
                 if retry:
                     metrics.retries.labels(route.name, target.provider, target.model).inc()
             self.attempts += 1
             began = time.perf_counter()
+            limit = min(remaining, provider.config.total_timeout_s)
+            if route.per_try_timeout_s:
+                limit = min(limit, route.per_try_timeout_s)
+            elif later:
+                limit = min(limit, remaining / (later + 1))
             try:
-                result = await attempt(
-                    call, provider, target, min(remaining, provider.config.total_timeout_s)
-                )
+                result = await attempt(call, provider, target, limit)
             except UpstreamError as error:
                 self._failed(target, provider, breaker, error, time.perf_counter() - began)
                 delay = retry_delay_s(route, error, retry) if policy.retries else None
@@ -115,8 +138,9 @@ class EngineRun(Generic[T]):
             self.upstream_s += spent
             if policy.health:
                 metrics.upstream_duration.labels(target.provider, target.model, "ok").observe(spent)
-                breaker.on_success()
-                show_circuit(metrics, target, breaker)
+                if not judged_at_end:
+                    breaker.on_success(self.probe)
+                    show_circuit(metrics, target, breaker)
             return (result,)
 
     def _failed(

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import StreamReader, web
 
-from gateway.appkeys import CALL, INGRESS, OBSERVERS, PROMPTS
+from gateway.appkeys import INGRESS, OBSERVERS, PROMPTS
 from gateway.config.loader import ClientKey
 from gateway.errors import ApiError
 from gateway.prompts.versions import PromptVersion, render_messages
@@ -21,7 +21,9 @@ from gateway.proxy.observers import notify_start
 from gateway.proxy.routing import PROMPT_PREFIX, RoutePlan, plan_model_route, plan_prompt_route
 from gateway.proxy.runtime import Runtime
 
-GATEWAY_FIELDS = ("prompt_variables",)  # ours: never sent upstream
+GATEWAY_FIELDS = frozenset({"prompt_variables"})  # ours: never sent upstream
+# Deeper bodies are refused: the JSON encoder stops at 254 levels, and no API needs many.
+MAX_JSON_DEPTH = 128
 
 
 @dataclass(slots=True)
@@ -29,8 +31,9 @@ class Ingress:
     """A `/v1/` request before it is planned: what the record of a refused one needs."""
 
     request_id: str
-    started: float = field(default_factory=time.perf_counter)
+    started: float  # perf_counter()
     key: str = ""  # the client key's name, once known
+    planned: bool = False  # a `Call` was made: it records the request itself
 
     def age_s(self) -> float:
         return time.perf_counter() - self.started
@@ -73,7 +76,25 @@ async def read_json(request: web.Request, limit: int, timeout_s: float = 30.0) -
         raise ApiError(400, f"The body is not valid JSON: {exc}.", code="invalid_json") from None
     if not isinstance(data, dict):
         raise ApiError(400, "The body must be a JSON object.", code="invalid_json")
+    # Fewer brackets than the limit cannot nest past it: the usual body costs two counts.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _depth(data) > MAX_JSON_DEPTH:
+        raise ApiError(
+            400,
+            f"The body nests deeper than {MAX_JSON_DEPTH} levels.",
+            code="invalid_json",
+        )
     return data
+
+
+def _depth(value: Any) -> int:
+    """How deep arrays and objects nest in `value`, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        deepest = max(deepest, depth)
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
 
 
 async def _read_body(content: StreamReader, limit: int, timeout_s: float) -> bytearray:
@@ -139,7 +160,7 @@ def new_call(
     # The adapters copy what they change: only our own fields need taking out here.
     upstream_body = (
         {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
-        if any(name in body for name in GATEWAY_FIELDS)
+        if not GATEWAY_FIELDS.isdisjoint(body)
         else body
     )
     plan: RoutePlan
@@ -176,8 +197,8 @@ def new_call(
     if prompted is not None:
         call.variables, call.prompt_messages = prompted.variables, prompted.messages
         call.prompt_params = prompted.params
-    call.keep_answer = notify_start(request.app[OBSERVERS], call)
-    request[CALL] = call  # from here on the call records itself
+    notify_start(request.app[OBSERVERS], call)
+    ingress.planned = True  # from here on the call records itself
     return call
 
 

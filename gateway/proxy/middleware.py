@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.appkeys import CALL, INGRESS, METRICS, RUNTIME, TELEMETRY
+from gateway.appkeys import INGRESS, METRICS, RUNTIME, TELEMETRY
 from gateway.errors import ApiError, error_body
 from gateway.proxy.ingress import Ingress
 from gateway.telemetry.recorder import RequestRecord
@@ -49,7 +50,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         if not answered.prepared:
             answered.headers["X-Request-Id"] = request_id
         return answered
-    ingress = request[INGRESS] = Ingress(request_id)
+    ingress = request[INGRESS] = Ingress(request_id, time.perf_counter())
     metrics = app[METRICS]
     metrics.in_flight += 1
     status, error = 0, ""
@@ -61,15 +62,16 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     except Exception as exc:
         answered = error_answer(request, exc)
+        answered.headers["X-Request-Id"] = request_id
         status = answered.status
     except asyncio.CancelledError:
         status, error = 499, "client_disconnected"  # the client went away
         raise
     finally:
         metrics.in_flight -= 1
-        if CALL not in request:  # failed before it was planned
+        if not ingress.planned:  # refused before it was planned
             _record_unplanned(request, ingress, status, error)
-    if not answered.prepared:
+    if not ingress.planned and not answered.prepared:  # a call's answers carry it already
         answered.headers["X-Request-Id"] = request_id
     return answered
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from typing import Any, NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from gateway.appkeys import OBSERVERS, TELEMETRY
+from gateway.appkeys import TELEMETRY
 from gateway.config.routes import Target
 from gateway.errors import ApiError, UpstreamError
 from gateway.providers.base import Usage
@@ -43,7 +44,8 @@ class Ending(Protocol):
     def answer(self) -> str | None: ...
 
 
-class Answered(NamedTuple):
+@dataclass(slots=True)
+class Answered:
     response: web.StreamResponse | None
     status: int
     error: str = ""
@@ -58,7 +60,7 @@ FAILED = Answered(None, 500, "internal_error")  # a bug: the middleware answers 
 
 
 async def serve_chat(request: web.Request, call: Call) -> web.StreamResponse:
-    run = EngineRun[Any](call)
+    run = EngineRun(call)
     ending: Ending = CANCELLED
     try:
         if not call.stream:
@@ -82,7 +84,7 @@ async def serve_chat(request: web.Request, call: Call) -> web.StreamResponse:
 
 
 async def serve_embeddings(request: web.Request, call: Call) -> web.StreamResponse:
-    run = EngineRun[Completed](call)
+    run = EngineRun(call)
     ending: Ending = CANCELLED
     try:
         answered = ending = await _answer(call, run, run.first_success(embed))
@@ -97,13 +99,14 @@ async def serve_embeddings(request: web.Request, call: Call) -> web.StreamRespon
         finish(request.app, call, run, ending)
 
 
-def finish(app: web.Application, call: Call, run: EngineRun[Any], ending: Ending) -> None:
+def finish(app: web.Application, call: Call, run: EngineRun, ending: Ending) -> None:
     record = record_of(call, run, ending)
     app[TELEMETRY].record(record, call.runtime.config)  # the config the request started with
-    notify_finish(app[OBSERVERS], call, record)
+    if call.watchers:
+        notify_finish(call, record)
 
 
-def record_of(call: Call, run: EngineRun[Any], ending: Ending) -> RequestRecord:
+def record_of(call: Call, run: EngineRun, ending: Ending) -> RequestRecord:
     target = run.target
     model = target.model if target is not None else ""
     plan = call.plan
@@ -168,13 +171,11 @@ async def _exchange(
     return provider.adapter.chat_response(raw, chat_model)
 
 
-async def _complete(call: Call, run: EngineRun[Completed]) -> Answered:
+async def _complete(call: Call, run: EngineRun) -> Answered:
     return await _answer(call, run, run.first_success(complete_chat))
 
 
-async def _answer(
-    call: Call, run: EngineRun[Completed], attempts: Awaitable[Completed]
-) -> Answered:
+async def _answer(call: Call, run: EngineRun, attempts: Awaitable[Completed]) -> Answered:
     try:
         raw, usage = await attempts
     except (ApiError, UpstreamError) as error:
@@ -186,19 +187,21 @@ async def _answer(
     return Answered(web.Response(body=raw, headers=headers), 200, usage=usage, answer=answer)
 
 
-async def _open(call: Call, run: EngineRun[Any]) -> StreamRelay | Answered:
+async def _open(call: Call, run: EngineRun) -> StreamRelay | Answered:
     try:
-        start = await run.first_success(open_stream)
+        start = await run.first_success(open_stream, judged_at_end=True)
     except (ApiError, UpstreamError) as error:
         return _failed(call, run, error)
     assert run.target is not None
     provider = call.runtime.providers[run.target.provider]
-    return StreamRelay(call, start, provider, run.target)
+    return StreamRelay(call, start, provider, run.target, run.probe)
 
 
-def _failed(call: Call, run: EngineRun[Any], error: ApiError | UpstreamError) -> Answered:
+def _failed(call: Call, run: EngineRun, error: ApiError | UpstreamError) -> Answered:
     if isinstance(error, ApiError):  # every target failed, or the deadline passed
-        return Answered(json_error(error), error.status, run.failure)
+        response = json_error(error)
+        response.headers["X-Request-Id"] = call.request_id
+        return Answered(response, error.status, run.failure)
     # The provider says the client's request is wrong: its answer goes back as it came.
     status = error.status or 400
     target = run.target or Target("", "")

@@ -17,6 +17,7 @@ from gateway.providers.base import StreamTranslator, Usage
 from gateway.providers.sse import SSE_DONE, sse_error
 from gateway.proxy.answer_text import StreamAnswer
 from gateway.proxy.call import Call
+from gateway.proxy.engine import show_circuit
 from gateway.proxy.idle_timeout import IdleTimeout
 from gateway.proxy.runtime import ProviderRuntime
 from gateway.proxy.transport import UpstreamResponse
@@ -48,12 +49,15 @@ class StreamStart:
 async def open_stream(
     call: Call, provider: ProviderRuntime, target: Target, timeout_s: float
 ) -> StreamStart:
-    """An engine attempt: the stream up to its first token."""
+    """An engine attempt: the stream up to its first token, within `timeout_s` (the
+    attempt's per-try limit). Once it has begun, the stream may run for the target's
+    `total_timeout_s`, within the request's deadline."""
     adapter = provider.adapter
     request = adapter.chat_request(provider.config, target.model, call.body, True)
     request = call.policy.stamp(request)
     wait_s = min(provider.config.first_token_timeout_s, timeout_s)
-    until = asyncio.get_running_loop().time() + timeout_s
+    now = asyncio.get_running_loop().time()
+    until = min(now + provider.config.total_timeout_s, call.deadline)
     response: UpstreamResponse | None = None
     try:
         async with asyncio.timeout(wait_s):
@@ -83,12 +87,17 @@ class StreamRelay:
     """Reads one opened stream to its end. What happened (status, error, time to first
     token, usage, the answer's text when kept) is on the relay afterwards, however the
     stream ended, client gone included. After the first byte there is no failover: a
-    failure ends the stream with an error event and no [DONE], and counts as an error."""
+    failure ends the stream with an error event and no [DONE], and counts as an error.
+
+    The target's circuit breaker hears how the stream ended, not that it began: a
+    target that fails half-way through its streams is a failing target."""
 
     __slots__ = (
+        "_judged",
         "_kept",
         "call",
         "error",
+        "probe",
         "provider",
         "start",
         "status",
@@ -99,9 +108,16 @@ class StreamRelay:
     )
 
     def __init__(
-        self, call: Call, start: StreamStart, provider: ProviderRuntime, target: Target
+        self,
+        call: Call,
+        start: StreamStart,
+        provider: ProviderRuntime,
+        target: Target,
+        probe: bool = False,  # the attempt was a half-open circuit's probe
     ) -> None:
         self.call, self.start, self.provider, self.target = call, start, provider, target
+        self.probe = probe
+        self._judged = False
         self.status = 200
         self.error = ""
         self.ttft_s: float | None = None
@@ -157,6 +173,14 @@ class StreamRelay:
     def _done(self) -> None:
         self.start.response.release()
         self.usage = self.start.translator.usage
+        if self.call.policy.health and not self._judged:
+            runtime, target = self.call.runtime, self.target
+            breaker = runtime.breaker(self.provider.config, target.model)
+            if self.start.translator.finished:
+                breaker.on_success(self.probe)
+                show_circuit(runtime.parts.metrics, target, breaker)
+            else:  # the client went away, or the request's deadline passed: no verdict
+                breaker.release_probe()
 
     async def _read(self, write: Write | None) -> bytes | UpstreamError:
         """Until the provider's stream ends properly: what its last read gave, not yet
@@ -214,7 +238,8 @@ class StreamRelay:
             if judge_target:
                 breaker = runtime.breaker(self.provider.config, target.model)
                 breaker.on_failure(error)
-                metrics.circuit_state.labels(target.provider, target.model).set(breaker.state)
+                show_circuit(metrics, target, breaker)
+                self._judged = True
         return error
 
     def _client_gone(self) -> None:

@@ -59,10 +59,12 @@ class CircuitBreaker:
     def retry_after_s(self) -> float:
         return max(self._cooldown_until - self._clock(), 0.0)
 
-    def on_success(self) -> None:
+    def on_success(self, probe: bool = True) -> None:
+        """`probe`: this request was let through by a half-open breaker. One that began
+        while the circuit was closed says nothing of a circuit opened since."""
         self._count(failed=False)
         self._consecutive = 0
-        if self.state is not CircuitState.CLOSED:
+        if probe and self.state is not CircuitState.CLOSED:
             self.state = CircuitState.CLOSED
             self._probe_in_flight = False
             self._window.clear()

@@ -63,7 +63,14 @@ def plan_prompt_route(
 ) -> tuple[RoutePlan, PromptVersion]:
     """`prompt:NAME` picks a version by the sticky hash and weights; `prompt:NAME@vN`
     pins one (drafts included: for suites, replay and rollback checks)."""
-    name, _, pinned = model.removeprefix(PROMPT_PREFIX).partition("@")
+    name, at, pinned = model.removeprefix(PROMPT_PREFIX).partition("@")
+    if at and not pinned:
+        raise ApiError(
+            400,
+            f"`{model}` names no version: use `prompt:{name}` or `prompt:{name}@vN`.",
+            code="invalid_model",
+            param="model",
+        )
     if key is not None and not key.allows(PROMPT_PREFIX + name):
         raise ApiError(
             403,

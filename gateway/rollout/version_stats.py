@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.proxy.call import Call
+from gateway.proxy.observers import IGNORE, WATCH
 from gateway.telemetry.recorder import RequestRecord
 
 log = logging.getLogger("gateway.rollout")
@@ -186,14 +187,13 @@ class VersionStats:
         self._pending: Batch = {}
         self._stopped = asyncio.Event()
 
-    def on_start(self, call: Call) -> bool:
-        return False
+    def on_start(self, call: Call) -> int:
+        plan = call.plan
+        # Suites and replays pin a version: they are not live traffic.
+        live = call.policy.role == "primary" and plan.prompt and plan.version
+        return WATCH if live and not plan.pinned else IGNORE
 
     def on_finish(self, call: Call, record: RequestRecord) -> None:
-        if record.role != "primary" or not record.prompt or not record.version:
-            return
-        if call.plan.pinned:
-            return  # suites and replays pin a version: they are not live traffic
         size = self._bucket_ms
         start = int(time.time() * 1000) // size * size
         versions = self._pending.setdefault(record.prompt, {}).setdefault(start, {})

@@ -28,6 +28,7 @@ from gateway.prompts.versions import PromptVersion, render_messages
 from gateway.proxy.answer_text import answer_text
 from gateway.proxy.call import SHADOW, Call
 from gateway.proxy.engine import EngineRun
+from gateway.proxy.observers import IGNORE, WATCH_ANSWER
 from gateway.proxy.pipeline import Answered, Ending, complete_chat, record_of
 from gateway.proxy.relay import StreamRelay, StreamStart, open_stream
 from gateway.proxy.routing import RoutePlan, order_targets
@@ -113,9 +114,9 @@ class ShadowRunner:
 
     # --- RequestObserver ---------------------------------------------------------------
 
-    def on_start(self, call: Call) -> bool:
+    def on_start(self, call: Call) -> int:
         if self._prompts is None or not call.path.endswith("/chat/completions"):
-            return False
+            return IGNORE
         mirrors: list[VersionMirror | TargetMirror] = []
         plan = call.plan
         entry = self._prompts.current.prompts.get(plan.prompt) if plan.prompt else None
@@ -132,10 +133,10 @@ class ShadowRunner:
         if shadow.targets and self._rng.random() < shadow.sample_rate:
             mirrors += [TargetMirror(t) for t in shadow.targets]
         if not mirrors:
-            return False
+            return IGNORE
         self._sampled[id(call)] = mirrors
         self._busy(+1)
-        return True
+        return WATCH_ANSWER
 
     def on_finish(self, call: Call, record: RequestRecord) -> None:
         mirrors = self._sampled.pop(id(call), None)
@@ -234,7 +235,7 @@ class ShadowRunner:
                 error="model_not_found",
             )
         else:
-            run = EngineRun[Any](call)
+            run = EngineRun(call)
             record = record_of(call, run, await _ending(call, run))
         self._telemetry.record(record, runtime.config)
         self._count(job, "ok" if record.status == 200 else "error")
@@ -267,7 +268,7 @@ class ShadowRunner:
         )
 
 
-async def _ending(call: Call, run: EngineRun[Any]) -> Ending:
+async def _ending(call: Call, run: EngineRun) -> Ending:
     """Through the engine as any call, the stream read to its end with nobody to send
     it to; the first target that answers, in the route's order."""
     try:

@@ -6,7 +6,8 @@ import itertools
 import os
 import secrets
 import time
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -16,10 +17,10 @@ from gateway.telemetry.logs import AccessLogWriter
 from gateway.telemetry.metrics import Metrics, PendingCount
 
 
-class RequestRecord(NamedTuple):
-    """What happened to one request, made once when it is over (a tuple: cheap to make
-    on every request). Telemetry, capture, feedback, version counts and shadow reports
-    read it; nothing writes to it."""
+@dataclass(slots=True)  # not frozen, not a NamedTuple: both are slower to make
+class RequestRecord:
+    """What happened to one request, made once when it is over. Telemetry, capture,
+    feedback, version counts and shadow reports read it; nothing writes to it."""
 
     request_id: str
     path: str
@@ -67,39 +68,40 @@ class _Series:
     lookup per request instead of one per metric (label values are bounded). Each is
     made on first use, so no series shows before it has something to count."""
 
-    __slots__ = ("_metrics", "_requests", "_spend", "labels")
+    __slots__ = ("_metrics", "duration", "labels", "overhead", "requests", "spend")
 
     def __init__(self, m: Metrics, labels: tuple[str, ...]) -> None:
         self._metrics, self.labels = m, labels
-        self._requests: dict[int, PendingCount] = {}
-        self._spend: dict[str, Any] = {}
+        self.requests: dict[int, PendingCount] = {}  # by status
+        self.spend: dict[str, Any] = {}
+        route, prompt, version, provider, _model, _key, role = labels
+        # Every request of a route is timed: these two are made with the first one.
+        self.duration: Any = None
+        self.overhead: Any = None
+        if route:
+            self.duration = m.request_duration.labels(route, prompt, version, provider, role)
+            self.overhead = m.overhead.labels(route)
 
     def status(self, code: int) -> PendingCount:
-        found = self._requests.get(code)
-        if found is None:
-            route, prompt, version, provider, _model, _key, role = self.labels
-            found = self._requests[code] = self._metrics.requests.labels(
-                route, prompt, version, provider, str(code), role
-            )
+        """Made on first use (also `child`): read `requests` and `spend` first."""
+        route, prompt, version, provider, _model, _key, role = self.labels
+        found = self.requests[code] = self._metrics.requests.labels(
+            route, prompt, version, provider, str(code), role
+        )
         return found
 
     def child(self, name: str) -> Any:
-        """`duration`, `overhead`, `ttft`, `cost` or a token type's counter."""
-        found = self._spend.get(name)
-        if found is None:
-            m, labels = self._metrics, self.labels
-            route, prompt, version, provider, _model, _key, role = labels
-            if name == "duration":
-                found = m.request_duration.labels(route, prompt, version, provider, role)
-            elif name == "overhead":
-                found = m.overhead.labels(route)
-            elif name == "ttft":
-                found = m.ttft.labels(route, prompt, version, provider, role)
-            elif name == "cost":
-                found = m.cost.labels(*labels)
-            else:
-                found = m.tokens.labels(*labels, name)
-            self._spend[name] = found
+        """`ttft`, `cost` or a token type's counter."""
+        m, labels = self._metrics, self.labels
+        route, prompt, version, provider, _model, _key, role = labels
+        found: Any
+        if name == "ttft":
+            found = m.ttft.labels(route, prompt, version, provider, role)
+        elif name == "cost":
+            found = m.cost.labels(*labels)
+        else:
+            found = m.tokens.labels(*labels, name)
+        self.spend[name] = found
         return found
 
 
@@ -130,25 +132,28 @@ class Telemetry:
         series = self._series.get(labels)
         if series is None:
             series = self._series[labels] = _Series(self.metrics, labels)
-        series.status(r.status).inc()
-        if r.route:
-            series.child("duration").observe(r.latency_s)
-            series.child("overhead").observe(max(r.latency_s - r.upstream_s, 0.0))
+        # A dict read per metric; the child is made on its first use.
+        (series.requests.get(r.status) or series.status(r.status)).inc()
+        if series.duration is not None:
+            series.duration.observe(r.latency_s)
+            series.overhead.observe(max(r.latency_s - r.upstream_s, 0.0))
+        spend = series.spend
         if r.ttft_s is not None:
-            series.child("ttft").observe(r.ttft_s)
+            (spend.get("ttft") or series.child("ttft")).observe(r.ttft_s)
         usage = r.usage
         if usage is not None:
             uncached = max(usage.input_tokens - usage.cached_input_tokens, 0)
             if uncached:
-                series.child("input").inc(uncached)
+                (spend.get("input") or series.child("input")).inc(uncached)
             if usage.cached_input_tokens:
-                series.child("cached_input").inc(usage.cached_input_tokens)
+                cached = spend.get("cached_input") or series.child("cached_input")
+                cached.inc(usage.cached_input_tokens)
             if usage.output_tokens:
-                series.child("output").inc(usage.output_tokens)
+                (spend.get("output") or series.child("output")).inc(usage.output_tokens)
             if r.cost_usd is None:
                 self.metrics.unpriced.labels(r.provider, r.model).inc()
             else:
-                series.child("cost").inc(r.cost_usd)
+                (spend.get("cost") or series.child("cost")).inc(r.cost_usd)
         if self.access_log is not None and config.logging.access_log:
             self._log(r)
 

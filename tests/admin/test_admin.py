@@ -208,6 +208,10 @@ async def test_unknown_prompt_and_version(setup: Any) -> None:
             await client.chat.completions.create(model="prompt:nope", messages=[])
         with pytest.raises(openai.NotFoundError):
             await client.chat.completions.create(model="prompt:support@v7", messages=[])
+        # An empty version is a mistake, not a request for the live one.
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.chat.completions.create(model="prompt:support@", messages=[])
+    assert refused.value.code == "invalid_model" and refused.value.param == "model"
     assert (await admin.call("GET", "/prompts/nope"))[0] == 404
     assert (await admin.call("POST", "/prompts/support/versions/v9/approve", {}))[0] == 404
     status, _ = await admin.call(

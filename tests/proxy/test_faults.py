@@ -956,7 +956,14 @@ async def test_deadline_passed_is_a_504(
         config(
             provider("a", slow.base_url),
             provider("b", spare.base_url),
-            route("chat", ("a", "slow=5000"), ("b", "mock-gpt"), retries_per_target=2),
+            # A per-try limit past the deadline: the first attempt may use all of it.
+            route(
+                "chat",
+                ("a", "slow=5000"),
+                ("b", "mock-gpt"),
+                retries_per_target=2,
+                per_try_timeout_s=10,
+            ),
             request_timeout_s=0.5,
         )
     )
@@ -984,7 +991,13 @@ async def test_leftover_time_running_out_does_not_count_against_a_target(
         config(
             provider("a", first.base_url),
             provider("b", second.base_url, breaker_consecutive_failures=1),
-            route("chat", ("a", "slow=400+error=500"), ("b", "slow=5000"), retries_per_target=0),
+            route(
+                "chat",
+                ("a", "slow=400+error=500"),
+                ("b", "slow=5000"),
+                retries_per_target=0,
+                per_try_timeout_s=10,  # no share: the first may eat most of the deadline
+            ),
             request_timeout_s=0.6,
         )
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import CLIENT_TOKEN, Gateway
+from tests.conftest import CLIENT_TOKEN, Gateway, Upstream, basic_config
 
 GatewayFactory = Callable[[str], Awaitable[Gateway]]
 
@@ -100,6 +100,49 @@ async def test_huge_headers_and_deep_json_are_refused_cleanly(
             json={"model": "chat", "messages": [{"role": "user", "content": "x"}]},
         ) as r:
             assert r.status == 200
+
+
+@pytest.mark.parametrize("depth", [129, 254, 255, 1000])
+async def test_json_nested_too_deep_is_a_400_before_any_upstream_call(
+    gateway_factory: GatewayFactory,
+    upstream: Upstream,
+    capfd: pytest.CaptureFixture[str],
+    depth: int,
+) -> None:
+    gw = await gateway_factory(basic_config(upstream.base_url))
+    nested = b'{"a":' * (depth - 2) + b"1" + b"}" * (depth - 2)
+    body = b'{"model":"chat","messages":[{"role":"user","content":"x","extra":' + nested + b"}]}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            gw.url("/v1/chat/completions"),
+            data=body,
+            headers={"Authorization": f"Bearer {CLIENT_TOKEN}"},
+        ) as r,
+    ):
+        assert r.status == 400
+        error = (await r.json())["error"]
+    assert error["code"] == "invalid_json" and "128 levels" in error["message"]
+    assert upstream.stats.total == 0
+    assert "Traceback" not in "".join(capfd.readouterr())
+
+
+async def test_json_nested_as_deep_as_allowed_is_served(
+    gateway_factory: GatewayFactory, upstream: Upstream
+) -> None:
+    gw = await gateway_factory(basic_config(upstream.base_url))
+    nested = b'{"a":' * 125 + b"1" + b"}" * 125  # with the body and a message: 128 levels
+    body = b'{"model":"chat","messages":[{"role":"user","content":"x","extra":' + nested + b"}]}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            gw.url("/v1/chat/completions"),
+            data=body,
+            headers={"Authorization": f"Bearer {CLIENT_TOKEN}"},
+        ) as r,
+    ):
+        assert r.status == 200
+    assert upstream.stats.total == 1
 
 
 async def test_floods_and_abrupt_resets_leak_no_tasks_or_descriptors(
