@@ -19,6 +19,7 @@ from gateway.app import create_app
 from gateway.cli.admin import add_prompts_parser, add_shadow_parser, run_prompts, run_shadow
 from gateway.cli.evaluation import add_eval_parsers, run_eval
 from gateway.cli.rollout import add_rollout_parser, run_rollout
+from gateway.cli.serving import serve_app
 from gateway.cli.supervisor import WORKER_ENV, Supervisor, exit_with_parent
 from gateway.config.loader import GatewayConfig, load_config
 from gateway.config.source import ConfigError
@@ -115,9 +116,9 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
             config.hash,
         )
         try:
-            return Supervisor(
-                path, bind_host, bind_port, config.server.workers, config.server.drain_timeout_s
-            ).run()
+            server = config.server
+            drain_s = server.drain_delay_s + server.drain_timeout_s  # each worker's, at most
+            return Supervisor(path, bind_host, bind_port, server.workers, drain_s).run()
         finally:
             listener.stop()
     log.info(
@@ -133,18 +134,13 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
         app.cleanup_ctx.append(exit_with_parent())
     app.on_startup.append(_freeze_startup_objects)  # runs after the cleanup contexts start
     try:
-        web.run_app(
+        serve_app(
             app,
-            host=bind_host,
-            port=bind_port,
-            reuse_port=bool(os.environ.get(WORKER_ENV)) or None,
-            access_log=None,
-            print=None,
-            handler_cancellation=True,
-            backlog=4096,
-            shutdown_timeout=config.server.drain_timeout_s,
-            keepalive_timeout=config.server.keepalive_timeout_s,
-            loop=_new_loop(),
+            _new_loop(),
+            bind_host,
+            bind_port,
+            config.server,
+            reuse_port=bool(os.environ.get(WORKER_ENV)),
         )
     finally:
         listener.stop()

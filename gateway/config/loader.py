@@ -69,6 +69,9 @@ class ServerConfig:
     allow_unauthenticated: bool = False
     admin_token: Secret = field(default_factory=lambda: Secret(""))
     drain_timeout_s: float = 30.0
+    # After SIGTERM: how long to keep serving with /readyz at 503, so that load balancers
+    # stop sending before the listener closes.
+    drain_delay_s: float = 5.0
     # Slow clients: a connection must send its headers (and an idle keep-alive
     # connection its next request) within this; a body must arrive within body_timeout_s.
     keepalive_timeout_s: float = 60.0
@@ -196,6 +199,7 @@ def _server(t: Table) -> ServerConfig:
         allow_unauthenticated=t.flag("allow_unauthenticated", d.allow_unauthenticated),
         admin_token=Secret(t.text("admin_token", "")),
         drain_timeout_s=t.number("drain_timeout_s", d.drain_timeout_s),
+        drain_delay_s=t.number("drain_delay_s", d.drain_delay_s),
         keepalive_timeout_s=t.number("keepalive_timeout_s", d.keepalive_timeout_s, minimum=0.1),
         body_timeout_s=t.number("body_timeout_s", d.body_timeout_s, minimum=0.1),
     )

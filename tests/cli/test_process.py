@@ -22,6 +22,7 @@ port = {port}
 workers = {workers}
 allow_unauthenticated = true
 drain_timeout_s = 20
+drain_delay_s = {drain_delay_s}
 [providers.mock]
 type = "mock"
 [models.demo]
@@ -73,10 +74,10 @@ class Served:
             await asyncio.sleep(0.05)
 
 
-async def serve(tmp_path: Path, workers: int) -> Served:
+async def serve(tmp_path: Path, workers: int, drain_delay_s: float = 0) -> Served:
     port = free_port()
     path = tmp_path / "gateway.toml"
-    path.write_text(CONFIG.format(port=port, workers=workers))
+    path.write_text(CONFIG.format(port=port, workers=workers, drain_delay_s=drain_delay_s))
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -203,6 +204,43 @@ async def test_sigterm_lets_a_stream_in_flight_finish(
         rest = await response.content.read()
     assert rest.endswith(b"data: [DONE]\n\n")
     assert rest.count(b"data: ") >= 10
+    assert await asyncio.wait_for(served.process.wait(), 30) == 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_sigterm_drains_in_steps_answering_readyz_503_before_the_listener_closes(
+    tmp_path: Path, stop_all: list[Served], workers: int
+) -> None:
+    """During the drain delay the replica still answers, `/readyz` with 503 (a load
+    balancer takes it out), new requests with 200; then it stops accepting; the stream
+    open since before SIGTERM still ends with [DONE]; the process exits 0."""
+    served = await serve(tmp_path, workers=workers, drain_delay_s=2)
+    stop_all.append(served)
+    body = {"model": "slow-stream", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(served.url("/v1/chat/completions"), json=body) as response:
+            assert (await response.content.readuntil(b"\n\n")).startswith(b"data: ")
+            served.process.send_signal(signal.SIGTERM)
+
+            async def readyz_503() -> bool:
+                async with aiohttp.ClientSession() as fresh, fresh.get(served.url("/readyz")) as r:
+                    return r.status == 503
+
+            await served.wait_until(readyz_503, within_s=2)
+            async with aiohttp.ClientSession() as fresh:  # a new connection: still accepted
+                assert await chat(fresh, served) == 200
+            rest = await response.content.read()
+        assert rest.endswith(b"data: [DONE]\n\n")
+
+        async def refused() -> bool:
+            try:
+                async with aiohttp.ClientSession() as fresh, fresh.get(served.url("/healthz")):
+                    return False
+            except aiohttp.ClientConnectionError:
+                return True
+
+        await served.wait_until(refused, within_s=10)
     assert await asyncio.wait_for(served.process.wait(), 30) == 0
 
 
