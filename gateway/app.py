@@ -49,7 +49,7 @@ from gateway.store.base import Store, seed_prompts
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
 from gateway.store.snapshot import PromptsHolder, PromptsSnapshot
-from gateway.telemetry.logs import AccessLogWriter
+from gateway.telemetry.logs import AccessLogWriter, quiet_client_mistakes
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.recorder import Telemetry
 
@@ -59,6 +59,7 @@ def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.A
     # Body size is enforced per request from the live config (see api.read_json).
     app = web.Application(middlewares=[gateway_middleware], client_max_size=2**31)
     disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` doubles series
+    quiet_client_mistakes()
     metrics = Metrics()
     app[METRICS] = metrics
     access_log = AccessLogWriter()

@@ -14,6 +14,7 @@ import threading
 from typing import BinaryIO, TextIO
 
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 
 
 class AccessLogWriter:
@@ -87,6 +88,27 @@ class JsonLineHandler(logging.Handler):
             self.stream.flush()
         except Exception:
             self.handleError(record)
+
+
+class ClientMistakes(logging.Filter):
+    """aiohttp logs a request it cannot parse (a client's malformed HTTP) as an error with
+    a traceback; the client's mistake is worth one line at debug level, no more."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            first = str(error.message).split("\n", 1)[0].rstrip(": ")  # no caret diagram
+            record.msg, record.args = "malformed HTTP request: %s", (first,)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def quiet_client_mistakes() -> None:
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientMistakes) for f in server.filters):
+        server.addFilter(ClientMistakes())
 
 
 def setup_logging(level: str) -> logging.handlers.QueueListener:

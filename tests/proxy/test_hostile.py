@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import struct
@@ -143,6 +144,31 @@ async def test_json_nested_as_deep_as_allowed_is_served(
     ):
         assert r.status == 200
     assert upstream.stats.total == 1
+
+
+async def test_malformed_http_is_one_debug_line_and_no_traceback(
+    gateway_factory: GatewayFactory,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    gw = await gateway_factory(CONFIG)
+    caplog.set_level(logging.DEBUG, logger="aiohttp.server")
+    malformed = [
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"\x00\x01garbage\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ]
+    for request in malformed:
+        reader, writer = await raw(gw)
+        writer.write(request)
+        assert (await reader.read(100)).startswith(b"HTTP/1.0 400")
+        writer.close()
+    server = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(server) == len(malformed)
+    assert all(r.levelno == logging.DEBUG and not r.exc_info for r in server)
+    assert all("\n" not in r.getMessage() for r in server)
+    assert "Traceback" not in "".join(capfd.readouterr())
+    assert await chat_ok(gw)
 
 
 async def test_floods_and_abrupt_resets_leak_no_tasks_or_descriptors(
