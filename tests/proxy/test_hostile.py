@@ -156,7 +156,8 @@ async def test_malformed_http_is_one_debug_line_and_no_traceback(
     malformed = [
         b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
         b"\x00\x01garbage\r\n\r\n",
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
     ]
     for request in malformed:
         reader, writer = await raw(gw)
