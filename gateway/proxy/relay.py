@@ -95,6 +95,7 @@ class StreamRelay:
     __slots__ = (
         "_judged",
         "_kept",
+        "_writing",
         "call",
         "error",
         "probe",
@@ -118,6 +119,7 @@ class StreamRelay:
         self.call, self.start, self.provider, self.target = call, start, provider, target
         self.probe = probe
         self._judged = False
+        self._writing = False  # waiting for the client to take what was written
         self.status = 200
         self.error = ""
         self.ttft_s: float | None = None
@@ -143,8 +145,10 @@ class StreamRelay:
                     await response.write(last)  # the headers go out with it
                 ended = await self._read(response.write)
                 if isinstance(ended, UpstreamError):
-                    await response.write(sse_error(ended.message, "upstream_error", ended.reason))
-                    await response.write_eof()
+                    if self.status == 504 and request.transport is not None:
+                        request.transport.abort()  # it stopped reading: it takes no more
+                    else:
+                        await _last_words(request, response, ended)
                     return response
                 last = ended
             await response.write_eof(last + SSE_DONE)  # one write: the last events, [DONE], end
@@ -189,7 +193,13 @@ class StreamRelay:
             return await self._pump(write, self.provider.config.idle_timeout_s)
         except TimeoutError:
             now = asyncio.get_running_loop().time()
-            if now >= self.call.deadline - 0.001:
+            passed = now >= self.call.deadline - 0.001
+            if self._writing:
+                # The client read too slowly to take the stream in time: no verdict on
+                # the target; the record names the time that ran out.
+                self.status, self.error = 504, "deadline" if passed else "timeout"
+                return UpstreamError("timeout", "the client read the stream too slowly")
+            if passed:
                 # The request's deadline, not the target, ran out: no verdict on it.
                 return self._failed(UpstreamError("timeout", "request deadline passed"), False)
             message = (
@@ -225,7 +235,9 @@ class StreamRelay:
                     raise UpstreamError("stream_cut", "provider stream ended early")
                 if payload and write is not None:
                     timer.not_waiting()  # a slow reader is no stalled provider
+                    self._writing = True
                     await write(payload)
+                    self._writing = False
                 timer.waiting()
 
     def _failed(self, error: UpstreamError, judge_target: bool) -> UpstreamError:
@@ -245,3 +257,17 @@ class StreamRelay:
     def _client_gone(self) -> None:
         self.status = 499  # the client went away; leaving stops reading the provider
         self.error = "client_disconnected"
+
+
+async def _last_words(
+    request: web.Request, response: web.StreamResponse, error: UpstreamError
+) -> None:
+    """The error event that ends a failed stream. A client that does not take it within
+    a second has its connection closed: nothing waits on it."""
+    try:
+        async with asyncio.timeout(1.0):
+            await response.write(sse_error(error.message, "upstream_error", error.reason))
+            await response.write_eof()
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()

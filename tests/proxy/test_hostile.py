@@ -26,6 +26,8 @@ body_timeout_s = 0.3
 type = "mock"
 [models.chat]
 targets = [{ provider = "mock", model = "demo" }]
+[models.long]
+targets = [{ provider = "mock", model = "words=20000" }]
 [models.slow-stream]
 targets = [{ provider = "mock", model = "chunk_delay=50+words=40" }]
 [[keys]]
@@ -170,6 +172,41 @@ async def test_malformed_http_is_one_debug_line_and_no_traceback(
     assert all("\n" not in r.getMessage() for r in server)
     assert "Traceback" not in "".join(capfd.readouterr())
     assert await chat_ok(gw)
+
+
+async def test_a_reader_too_slow_for_the_deadline_is_logged_as_the_deadline(
+    gateway_factory: GatewayFactory, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A client that stops reading a long stream: at the deadline the stream ends, the
+    connection is closed when the client cannot even take the error event, and the
+    record says `deadline` (504), not that the client went away."""
+    gw = await gateway_factory(CONFIG.replace("body_timeout_s = 0.3", "request_timeout_s = 1"))
+    assert gw.server.port is not None
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a window that fills fast
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", gw.server.port))
+    _, writer = await asyncio.open_connection(sock=sock)
+    body = b'{"model": "long", "stream": true, "messages": [{"role": "user", "content": "x"}]}'
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {CLIENT_TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    await writer.drain()  # and then never read
+
+    seen: list[str] = []
+
+    def logged() -> bool:
+        out = capfd.readouterr().out
+        seen.extend(line for line in out.splitlines() if '"route":"long"' in line)
+        return bool(seen)
+
+    await settle(logged)
+    writer.close()
+    line = seen[0]
+    assert '"status":504' in line and '"error":"deadline"' in line
+    assert "client_disconnected" not in line
 
 
 async def test_floods_and_abrupt_resets_leak_no_tasks_or_descriptors(
