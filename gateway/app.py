@@ -44,9 +44,10 @@ from gateway.rollout.api import rollout_ctx
 from gateway.shadow.report import SHADOW_LOG
 from gateway.shadow.runner import SHADOW, ShadowRunner
 from gateway.store.base import Store, seed_prompts
+from gateway.store.follower import PromptsHolder
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
-from gateway.store.snapshot import PromptsHolder, PromptsSnapshot
+from gateway.store.snapshot import PromptsSnapshot
 from gateway.telemetry.logs import AccessLogWriter
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.recorder import Telemetry

@@ -8,7 +8,7 @@ from gateway.proxy.observers import RequestObserver
 from gateway.proxy.pipeline import Call
 from gateway.proxy.runtime import RuntimeHolder
 from gateway.reload import Reloader
-from gateway.store.snapshot import PromptsHolder
+from gateway.store.follower import PromptsHolder
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.recorder import Outcome, Telemetry
 

@@ -18,7 +18,7 @@ from gateway.proxy.api import Handler, read_json
 from gateway.rollout.api import add_rollout_routes
 from gateway.shadow.report import add_report_routes
 from gateway.store.base import not_found
-from gateway.store.snapshot import PromptsHolder
+from gateway.store.follower import PromptsHolder
 
 ADMIN_BODY_LIMIT = 1024 * 1024
 

@@ -29,7 +29,7 @@ from gateway.proxy.pipeline import Call
 from gateway.proxy.runtime import RuntimeHolder
 from gateway.store.batch_writer import BatchWriter
 from gateway.store.captures import CaptureLog, Record
-from gateway.store.snapshot import PromptsHolder
+from gateway.store.follower import PromptsHolder
 
 log = logging.getLogger("gateway.capture")
 REDACTED = "[REDACTED]"

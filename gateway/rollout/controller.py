@@ -42,8 +42,8 @@ from gateway.rollout.state import (
 )
 from gateway.rollout.version_stats import VersionCounts, VersionStats
 from gateway.store.base import not_found, version_not_found
+from gateway.store.follower import PromptsHolder
 from gateway.store.records import FeedbackCounts
-from gateway.store.snapshot import PromptsHolder
 from gateway.telemetry.metrics import Metrics
 
 log = logging.getLogger("gateway.rollout")

@@ -32,7 +32,7 @@ from gateway.proxy.relay import open_stream
 from gateway.proxy.routing import order_targets
 from gateway.proxy.runtime import ProviderRuntime, Runtime
 from gateway.shadow.report import Kind, Pair, ShadowLog, Side, clip, similarity
-from gateway.store.snapshot import PromptsHolder
+from gateway.store.follower import PromptsHolder
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.recorder import Outcome, Telemetry
 

@@ -20,10 +20,10 @@ from gateway.config.loader import PromptConfig, RedisConfig
 from gateway.errors import ApiError
 from gateway.prompts.versions import PromptContent, Routing, RoutingChange, Shadow
 from gateway.store.base import Store, StoreUnavailable, seed_prompts
+from gateway.store.follower import PromptsHolder
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
 from gateway.store.redis_connect import SentinelTarget, parse_sentinel_url
-from gateway.store.snapshot import PromptsHolder
 from gateway.telemetry.metrics import Metrics
 from tests.redis_fixtures import RedisServer, make_redis_config
 
