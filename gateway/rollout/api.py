@@ -17,10 +17,12 @@ from gateway.errors import ApiError
 from gateway.evaluation.feedback import FEEDBACK
 from gateway.proxy.api import read_json
 from gateway.rollout.controller import ROLLOUTS, FeedbackSource, NoFeedback, RolloutController
-from gateway.rollout.state import MemoryRolloutStore, RolloutRequest, RolloutStore
-from gateway.rollout.version_stats import MemoryStats, StatsSink, VersionStats
+from gateway.rollout.state import RolloutRequest
+from gateway.rollout.version_stats import VersionStats
 from gateway.store.redis import RedisStore
 from gateway.store.rollout_redis import RedisRolloutStore, RedisVersionStats
+from gateway.store.rollouts import MemoryRolloutStore, RolloutStore
+from gateway.store.version_counts import MemoryStats, StatsSink
 
 BODY_LIMIT = 64 * 1024
 

@@ -2,7 +2,7 @@
 (gateway.rollout.guards) find it no worse than the baseline; on a breach the rollout
 pauses or rolls back by itself.
 
-The rollout's state lives in the store (gateway.rollout.state), so it survives
+The rollout's state lives in the store (gateway.store.rollouts), so it survives
 restarts. Exactly one replica drives each rollout at a time: the holder of its lease
 in the store, renewed every `check_interval_s`; when the holder dies its lease runs
 out after `lease_s` and another replica takes over. Admin actions (start, pause,
@@ -30,20 +30,19 @@ from gateway.errors import ApiError
 from gateway.prompts.versions import Routing, Shadow
 from gateway.rollout.guards import Side, Verdict, evaluate
 from gateway.rollout.state import (
-    Rollout,
-    RolloutEvent,
     RolloutRequest,
-    RolloutStore,
     already_running,
     format_weights,
     live,
     no_rollout,
     step_weights,
 )
-from gateway.rollout.version_stats import VersionCounts, VersionStats
+from gateway.rollout.version_stats import VersionStats
 from gateway.store.base import not_found, version_not_found
 from gateway.store.follower import PromptsHolder
 from gateway.store.records import FeedbackCounts
+from gateway.store.rollouts import Rollout, RolloutEvent, RolloutStore
+from gateway.store.version_counts import VersionCounts
 from gateway.telemetry.metrics import Metrics
 
 log = logging.getLogger("gateway.rollout")

@@ -8,9 +8,10 @@ import random
 import pytest
 
 from gateway.errors import ApiError
-from gateway.rollout.guards import Guards, Side, evaluate
+from gateway.rollout.guards import Side, evaluate
 from gateway.rollout.state import RolloutRequest, step_weights
-from gateway.rollout.version_stats import HISTOGRAM_BOUNDS, VersionCounts, quantile, slot_of
+from gateway.store.rollouts import Guards
+from gateway.store.version_counts import HISTOGRAM_BOUNDS, VersionCounts, quantile, slot_of
 
 
 def counts(
