@@ -1,26 +1,50 @@
-"""Typed keys for what the app shares with its handlers (no module-level singletons)."""
+"""Typed keys for what the app shares with its handlers (no module-level singletons):
+every `web.AppKey` of the gateway's app, in one place.
+
+Any layer may read a key, so the key types are imported for the type checker only:
+at run time this module needs nothing of the gateway's but the two request keys'
+types."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
-from gateway.proxy.observers import RequestObserver
 from gateway.proxy.pipeline import Call
-from gateway.proxy.runtime import RuntimeHolder
-from gateway.reload import Reloader
-from gateway.store.follower import PromptsHolder
-from gateway.telemetry.metrics import Metrics
-from gateway.telemetry.recorder import Outcome, Telemetry
+from gateway.telemetry.recorder import Outcome
 
-RUNTIME = web.AppKey("runtime", RuntimeHolder)
-METRICS = web.AppKey("metrics", Metrics)
-PROMPTS = web.AppKey("prompts", PromptsHolder)
-RELOADER = web.AppKey("reloader", Reloader)
-TELEMETRY = web.AppKey("telemetry", Telemetry)
+if TYPE_CHECKING:
+    from gateway.evaluation.capture import Capture
+    from gateway.evaluation.feedback import FeedbackStats
+    from gateway.evaluation.suite_results import SuiteResults
+    from gateway.proxy.observers import RequestObserver
+    from gateway.proxy.runtime import RuntimeHolder
+    from gateway.reload import Reloader
+    from gateway.rollout.controller import RolloutController
+    from gateway.shadow.report import ShadowLog
+    from gateway.shadow.runner import ShadowRunner
+    from gateway.store.follower import PromptsHolder
+    from gateway.telemetry.metrics import Metrics
+    from gateway.telemetry.recorder import Telemetry
+
+RUNTIME: web.AppKey[RuntimeHolder] = web.AppKey("runtime")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+PROMPTS: web.AppKey[PromptsHolder] = web.AppKey("prompts")
+RELOADER: web.AppKey[Reloader] = web.AppKey("reloader")
+TELEMETRY: web.AppKey[Telemetry] = web.AppKey("telemetry")
 OUTCOME = web.RequestKey("outcome", Outcome)
 CALL = web.RequestKey("call", Call)
 # Features that watch requests (shadow, capture, rollout counts); see gateway.proxy.observers.
-OBSERVERS = web.AppKey("observers", list[RequestObserver])
+OBSERVERS: web.AppKey[list[RequestObserver]] = web.AppKey("observers")
+
+# The features' own parts, set by their cleanup contexts in gateway.app.
+CAPTURE: web.AppKey[Capture] = web.AppKey("capture")
+FEEDBACK: web.AppKey[FeedbackStats] = web.AppKey("feedback")
+SUITE_RESULTS: web.AppKey[SuiteResults] = web.AppKey("suite_results")
+ROLLOUTS: web.AppKey[RolloutController] = web.AppKey("rollouts")
+SHADOW: web.AppKey[ShadowRunner] = web.AppKey("shadow")
+SHADOW_LOG: web.AppKey[ShadowLog] = web.AppKey("shadow_log")
 
 
 class Lifecycle:

@@ -22,8 +22,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from aiohttp import web
-
 from gateway.config.loader import CaptureConfig
 from gateway.proxy.pipeline import Call
 from gateway.proxy.runtime import RuntimeHolder
@@ -177,6 +175,3 @@ class Capture:
     async def flush(self) -> None:
         """Until every request captured so far is in the log (tests, shutdown)."""
         await self.writer.flush()
-
-
-CAPTURE = web.AppKey("capture", Capture)

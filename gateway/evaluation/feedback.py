@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.appkeys import RUNTIME
+from gateway.appkeys import FEEDBACK, RUNTIME
 from gateway.errors import ApiError
 from gateway.evaluation.capture import redact_text
 from gateway.proxy.api import authenticate, read_json
@@ -129,9 +129,6 @@ class FeedbackStats:
         """Feedback on one prompt version over the last `since_s` seconds (whole
         one-minute buckets, at most two days), for rollout guards."""
         return await self.records.feedback_counts(prompt, version, since_s)
-
-
-FEEDBACK = web.AppKey("feedback", FeedbackStats)
 
 
 async def post_feedback(request: web.Request) -> web.Response:

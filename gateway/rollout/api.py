@@ -1,28 +1,18 @@
-"""The rollout controller on the app: its cleanup context (stores, version-stats
-observer, driver) and its admin routes: `/admin/prompts/{name}/rollout` start (POST),
-watch (GET), abort (DELETE), and `…/rollout/pause`, `…/rollout/resume`."""
+"""The rollout controller's admin routes: `/admin/prompts/{name}/rollout` start
+(POST), watch (GET), abort (DELETE), and `…/rollout/pause`, `…/rollout/resume`."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import METRICS, OBSERVERS, PROMPTS, RUNTIME
+from gateway.appkeys import ROLLOUTS
 from gateway.errors import ApiError
-from gateway.evaluation.feedback import FEEDBACK
 from gateway.proxy.api import read_json
-from gateway.rollout.controller import ROLLOUTS, FeedbackSource, NoFeedback, RolloutController
+from gateway.rollout.controller import RolloutController
 from gateway.rollout.state import RolloutRequest
-from gateway.rollout.version_stats import VersionStats
-from gateway.store.redis import RedisStore
-from gateway.store.rollout_redis import RedisRolloutStore, RedisVersionStats
-from gateway.store.rollouts import MemoryRolloutStore, RolloutStore
-from gateway.store.version_counts import MemoryStats, StatsSink
 
 BODY_LIMIT = 64 * 1024
 
@@ -85,35 +75,3 @@ def add_rollout_routes(admin: web.Application) -> None:
     admin.router.add_delete("/prompts/{name}/rollout", abort_rollout)
     admin.router.add_post("/prompts/{name}/rollout/pause", pause_rollout)
     admin.router.add_post("/prompts/{name}/rollout/resume", resume_rollout)
-
-
-async def rollout_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context, after the prompts' and feedback's ones: it uses their store.
-    Registers the version-stats observer and runs its flusher and the driver."""
-    holder = app[PROMPTS]
-    cfg = app[RUNTIME].current.config.rollout  # read at start
-    store = holder.store
-    rollouts: RolloutStore
-    sink: StatsSink
-    if isinstance(store, RedisStore):
-        rollouts = RedisRolloutStore(store.client, store.keys.prefix)
-        sink = RedisVersionStats(store.client, store.keys.prefix)
-    else:
-        rollouts, sink = MemoryRolloutStore(), MemoryStats()
-    stats = VersionStats(sink, cfg.bucket_s, cfg.stats_ttl_s, cfg.flush_interval_s)
-    real = app.get(FEEDBACK)  # None when feedback is not wired: its guard is skipped
-    feedback: FeedbackSource = real if real is not None else NoFeedback()
-    controller = RolloutController(holder, rollouts, stats, feedback, app[METRICS], cfg)
-    app[ROLLOUTS] = controller
-    app[OBSERVERS].append(stats)
-    flusher = asyncio.create_task(stats.flush_forever())
-    driver = asyncio.create_task(controller.drive_forever())
-    yield
-    controller.stop()
-    stats.stop()
-    for task in (driver, flusher):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    await controller.release_all()
-    await stats.close()

@@ -23,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
-from aiohttp import web
-
 from gateway.config.loader import RolloutConfig
 from gateway.errors import ApiError
 from gateway.prompts.versions import Routing, Shadow
@@ -392,6 +390,3 @@ def _routing_reason(r: Rollout) -> str:
         if event.weights is not None:
             return f"rollout {r.version} ({event.event}): {event.reason}"[:2000]
     return f"rollout {r.version}"
-
-
-ROLLOUTS = web.AppKey("rollouts", RolloutController)

@@ -20,8 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from aiohttp import web
-
 from gateway.config.loader import ProviderConfig, ShadowConfig, Target
 from gateway.errors import ApiError, UpstreamError
 from gateway.prompts.versions import PromptVersion, render_messages
@@ -386,6 +384,3 @@ class ShadowAdapter:
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         return self.inner.error(status, headers, body)
-
-
-SHADOW = web.AppKey("shadow", ShadowRunner)

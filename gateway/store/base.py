@@ -1,4 +1,5 @@
-"""The `Store` protocol both stores implement, and the rules they share."""
+"""The `Store` protocol both stores implement, and the rules they share. A store
+hands each feature its back end, so no feature asks which store it runs on."""
 
 from __future__ import annotations
 
@@ -15,17 +16,12 @@ from gateway.prompts.versions import (
     Routing,
     RoutingChange,
 )
+from gateway.store.captures import CaptureLog, Settings
+from gateway.store.records import Records
+from gateway.store.rollouts import RolloutStore
+from gateway.store.version_counts import StatsSink
 
 OnChange = Callable[[], Awaitable[None]]
-
-
-class StoreUnavailable(ApiError):
-    """The store cannot be reached: admin writes answer 503 at once, never hang."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(
-            503, f"The store is unavailable: {detail}", type_="api_error", code="store_unavailable"
-        )
 
 
 class Store(Protocol):
@@ -59,6 +55,22 @@ class Store(Protocol):
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
+
+    # Each feature's back end, on the same store (one each, asked for by the wiring).
+
+    def capture_log(self, settings: Settings) -> CaptureLog:
+        """Captured requests; `settings` is read again as the config reloads."""
+        ...
+
+    def records(self) -> Records:
+        """The request index, feedback and suite results."""
+        ...
+
+    def rollouts(self) -> RolloutStore: ...
+
+    def version_stats(self) -> StatsSink:
+        """Per prompt-version request counts, for the rollout guards."""
+        ...
 
 
 def new_version(number: int, content: PromptContent, by: str) -> PromptVersion:

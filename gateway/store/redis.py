@@ -14,20 +14,13 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
 from redis.asyncio.client import PubSub
-from redis.exceptions import (
-    AuthenticationError,
-    ReadOnlyError,
-    RedisError,
-    WatchError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError, WatchError
 
 from gateway.config.loader import RedisConfig
 from gateway.errors import ApiError
@@ -41,13 +34,17 @@ from gateway.prompts.versions import (
 )
 from gateway.store.base import (
     OnChange,
-    StoreUnavailable,
     new_version,
     not_found,
     rollback_change,
     version_not_found,
 )
-from gateway.store.redis_connect import Closer, RedisClient, connect
+from gateway.store.captures import CaptureLog, RedisCaptureLog, Settings
+from gateway.store.records import Records, RedisRecords
+from gateway.store.redis_connect import Closer, RedisClient, connect, unavailable_on_error
+from gateway.store.rollout_redis import RedisRolloutStore, RedisVersionStats
+from gateway.store.rollouts import RolloutStore
+from gateway.store.version_counts import StatsSink
 
 log = logging.getLogger("gateway.store")
 
@@ -92,27 +89,6 @@ class Keys:
         return f"{self.prefix}changes"
 
 
-def unavailable_reason(exc: BaseException) -> str:
-    """Short and free of secrets: never the URL, never Redis's own message."""
-    if isinstance(exc, RedisTimeoutError | TimeoutError):
-        return "Redis did not answer in time"
-    if isinstance(exc, AuthenticationError):
-        return "Redis refused the credentials"
-    if isinstance(exc, ReadOnlyError):
-        return "Redis is read-only (a replica?)"
-    if isinstance(exc, RedisConnectionError | OSError):
-        return "cannot connect to Redis"
-    return f"Redis error ({type(exc).__name__})"
-
-
-@contextlib.contextmanager
-def _admin_errors() -> Iterator[None]:
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailable(unavailable_reason(exc)) from exc
-
-
 def _dumps(data: Any) -> bytes:
     return orjson.dumps(data)
 
@@ -152,8 +128,21 @@ class RedisStore:
 
     @property
     def client(self) -> RedisClient:
-        """Shared with the other Redis records (gateway.store.captures, .records)."""
         return self._client
+
+    # -- each feature's back end, on this client and prefix ------------------------
+
+    def capture_log(self, settings: Settings) -> CaptureLog:
+        return RedisCaptureLog(self._client, self.keys.prefix, settings)
+
+    def records(self) -> Records:
+        return RedisRecords(self._client, self.keys.prefix)
+
+    def rollouts(self) -> RolloutStore:
+        return RedisRolloutStore(self._client, self.keys.prefix)
+
+    def version_stats(self) -> StatsSink:
+        return RedisVersionStats(self._client, self.keys.prefix)
 
     # -- reads ---------------------------------------------------------------------
 
@@ -186,11 +175,11 @@ class RedisStore:
         return states
 
     async def get_prompt(self, name: str) -> PromptState | None:
-        with _admin_errors():
+        with unavailable_on_error():
             return (await self._read_states([name])).get(name)
 
     async def history(self, name: str, limit: int = 100) -> list[RoutingChange]:
-        with _admin_errors():
+        with unavailable_on_error():
             await self._require_prompt(name)
             if limit <= 0:
                 return []
@@ -233,7 +222,7 @@ class RedisStore:
 
             return (created, True), writes
 
-        with _admin_errors():
+        with unavailable_on_error():
             # Named first: a name without versions is skipped by readers, a version
             # without its name would be invisible.
             await self._client.sadd(keys.prompts, name)
@@ -253,7 +242,7 @@ class RedisStore:
             approved = current.approved(by, note)
             return approved, lambda pipe: pipe.hset(key, version, _dumps(approved.to_json()))
 
-        with _admin_errors():
+        with unavailable_on_error():
             return await self._transact(name, [key], plan)
 
     async def set_routing(self, name: str, routing: Routing, by: str, reason: str) -> RoutingChange:
@@ -267,7 +256,7 @@ class RedisStore:
             )
             return change, self._change_writes(name, change)
 
-        with _admin_errors():
+        with unavailable_on_error():
             watched = [keys.versions(name), keys.routing(name), keys.history(name)]
             return await self._transact(name, watched, plan)
 
@@ -281,7 +270,7 @@ class RedisStore:
             _, change = rollback_change(name, history, await self._routing(name), by)
             return change, self._change_writes(name, change)
 
-        with _admin_errors():
+        with unavailable_on_error():
             return await self._transact(name, [keys.routing(name), keys.history(name)], plan)
 
     def _change_writes(self, name: str, change: RoutingChange) -> Writes:

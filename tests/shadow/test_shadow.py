@@ -19,11 +19,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.appkeys import METRICS
+from gateway.appkeys import METRICS, SHADOW
 from gateway.config.loader import load_config
 from gateway.config.source import ConfigError
 from gateway.providers.mock import openai_completion
-from gateway.shadow.runner import SHADOW
 from tests.conftest import CLIENT_TOKEN, Gateway, Upstream
 
 GatewayFactory = Callable[[str], Awaitable[Gateway]]

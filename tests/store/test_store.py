@@ -19,7 +19,8 @@ from redis.exceptions import RedisError
 from gateway.config.loader import PromptConfig, RedisConfig
 from gateway.errors import ApiError
 from gateway.prompts.versions import PromptContent, Routing, RoutingChange, Shadow
-from gateway.store.base import Store, StoreUnavailable, seed_prompts
+from gateway.store.base import Store, seed_prompts
+from gateway.store.errors import StoreUnavailable
 from gateway.store.follower import PromptsHolder
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
