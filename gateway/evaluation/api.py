@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from gateway.appkeys import CAPTURE, PROMPTS, RUNTIME, SUITE_RESULTS
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Conflict
 from gateway.proxy.api import read_json
 from gateway.store.base import not_found, version_not_found
 
@@ -99,8 +99,7 @@ async def check_approvable(request: web.Request, name: str, version: str) -> Non
         return
     latest = await request.config_dict[SUITE_RESULTS].latest(name, version)
     if latest is None or not latest.get("passed"):
-        raise ApiError(
-            409,
+        raise Conflict(
             f"Prompt '{name}' requires a passing regression suite before approval; "
             + (
                 f"{version} has no recorded run."

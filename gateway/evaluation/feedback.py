@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.appkeys import FEEDBACK, RUNTIME
-from gateway.errors import ApiError
+from gateway.errors import ApiError, NotFound
 from gateway.evaluation.capture import redact_text
 from gateway.proxy.api import authenticate, read_json
 from gateway.proxy.pipeline import Call
@@ -110,9 +110,7 @@ class FeedbackStats:
         served = await self.index.find(request_id)
         # Another client key's request is as unknown as a made-up id.
         if served is None or (key is not None and served.key and served.key != key):
-            raise ApiError(
-                404, f"No recent request with id '{request_id}'.", code="request_not_found"
-            )
+            raise NotFound(f"No recent request with id '{request_id}'.", code="request_not_found")
         await self.records.add_feedback(served, normalised, value, redact_text(comment, redact))
         self.metrics.feedback.labels(served.prompt, served.version, value).inc()
         return {

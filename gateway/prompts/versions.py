@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import orjson
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Conflict, Invalid
 
 BUCKETS = 10_000
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -226,16 +226,13 @@ def check_routing(routing: Routing, versions: Mapping[str, PromptVersion]) -> No
     """Unknown versions and bad sums are 400; a draft with live weight is 409."""
     for version in [*routing.weights, *routing.shadow.versions]:
         if version not in versions:
-            raise ApiError(400, f"Unknown version '{version}'.", code="unknown_version")
+            raise Invalid(f"Unknown version '{version}'.", code="unknown_version")
     total = sum(routing.weights.values())
     if total != 100:
-        raise ApiError(
-            400, f"Weights must sum to 100, not {total}.", code="bad_weights", param="weights"
-        )
+        raise Invalid(f"Weights must sum to 100, not {total}.", code="bad_weights", param="weights")
     for version, weight in routing.weights.items():
         if weight and versions[version].status != "approved":
-            raise ApiError(
-                409,
+            raise Conflict(
                 f"Version {version} is a draft: approve it before it gets "
                 "live weight (drafts may only be shadowed).",
                 code="draft_version",

@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from gateway.config.loader import RolloutConfig
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Conflict, DomainError
 from gateway.prompts.versions import Routing, Shadow
 from gateway.rollout.guards import Side, Verdict, evaluate
 from gateway.rollout.state import (
@@ -92,16 +92,14 @@ class RolloutController:
         if version is None:
             raise version_not_found(prompt, request.version)
         if version.status != "approved":
-            raise ApiError(
-                409,
+            raise Conflict(
                 f"Version {request.version} is a draft: approve it before rolling it out.",
                 code="version_not_approved",
             )
         if state.routing is None or not live(state.routing.weights):
-            raise ApiError(409, f"Prompt '{prompt}' has no live routing yet.", code="no_routing")
+            raise Conflict(f"Prompt '{prompt}' has no live routing yet.", code="no_routing")
         if not [v for v in live(state.routing.weights) if v != request.version]:
-            raise ApiError(
-                409,
+            raise Conflict(
                 f"{request.version} already has all of '{prompt}''s traffic.",
                 code="nothing_to_roll_out",
             )
@@ -177,9 +175,7 @@ class RolloutController:
             changed = change(current)
             if await self.store.save(changed, current.revision):
                 return changed
-        raise ApiError(
-            409, "The rollout is changing right now; try again.", code="concurrent_change"
-        )
+        raise Conflict("The rollout is changing right now; try again.", code="concurrent_change")
 
     # -- routing -------------------------------------------------------------------
 
@@ -269,7 +265,7 @@ class RolloutController:
             try:
                 async with self._lock(prompt):
                     await self._drive(prompt)
-            except ApiError as exc:  # e.g. the store refused the routing: next tick
+            except (ApiError, DomainError) as exc:  # e.g. the store refused the routing
                 log.warning("rollout of %s: %s", prompt, exc.message)
 
     async def release_all(self) -> None:
@@ -376,9 +372,8 @@ class RolloutController:
             self.metrics.rollout_events.labels(prompt, event).inc()
 
 
-def _not_in(r: Rollout, wanted: str) -> ApiError:
-    return ApiError(
-        409,
+def _not_in(r: Rollout, wanted: str) -> Conflict:
+    return Conflict(
         f"The rollout of {r.version} on '{r.prompt}' is {r.state}, not {wanted}.",
         code="rollout_state",
     )

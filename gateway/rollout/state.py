@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Literal
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Conflict, NotFound
 from gateway.rollout.guards import parse_guards
 from gateway.store.rollouts import Guards, Rollout, RolloutEvent
 
@@ -114,14 +114,13 @@ def live(weights: Mapping[str, int]) -> dict[str, int]:
     return {v: w for v, w in weights.items() if w > 0}
 
 
-def already_running(prompt: str, version: str) -> ApiError:
-    return ApiError(
-        409,
+def already_running(prompt: str, version: str) -> Conflict:
+    return Conflict(
         f"Prompt '{prompt}' already has a rollout in progress (of {version}): "
         "wait for it, or abort it first.",
         code="rollout_in_progress",
     )
 
 
-def no_rollout(prompt: str) -> ApiError:
-    return ApiError(404, f"Prompt '{prompt}' has no rollout.", code="rollout_not_found")
+def no_rollout(prompt: str) -> NotFound:
+    return NotFound(f"Prompt '{prompt}' has no rollout.", code="rollout_not_found")

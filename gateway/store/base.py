@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from gateway.config.loader import PromptConfig
-from gateway.errors import ApiError
+from gateway.errors import Conflict, NotFound
 from gateway.prompts.versions import (
     PromptContent,
     PromptState,
@@ -79,20 +79,19 @@ def new_version(number: int, content: PromptContent, by: str) -> PromptVersion:
     )
 
 
-def not_found(name: str) -> ApiError:
-    return ApiError(404, f"Unknown prompt '{name}'.", code="prompt_not_found")
+def not_found(name: str) -> NotFound:
+    return NotFound(f"Unknown prompt '{name}'.", code="prompt_not_found")
 
 
-def version_not_found(name: str, version: str) -> ApiError:
-    return ApiError(404, f"Prompt '{name}' has no version '{version}'.", code="version_not_found")
+def version_not_found(name: str, version: str) -> NotFound:
+    return NotFound(f"Prompt '{name}' has no version '{version}'.", code="version_not_found")
 
 
 def rollback_change(
     name: str, history: list[RoutingChange], current: Routing | None, by: str
 ) -> tuple[Routing, RoutingChange]:
     if not history or history[0].before is None or current is None:
-        raise ApiError(
-            409,
+        raise Conflict(
             f"Prompt '{name}' has no earlier routing to go back to.",
             code="nothing_to_roll_back",
         )

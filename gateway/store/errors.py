@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from gateway.errors import ApiError
+from gateway.errors import Unavailable
 
 
-class StoreUnavailable(ApiError):
+class StoreUnavailable(Unavailable):
     """The store cannot be reached: admin writes answer 503 at once, never hang."""
 
     def __init__(self, detail: str) -> None:
-        super().__init__(
-            503, f"The store is unavailable: {detail}", type_="api_error", code="store_unavailable"
-        )
+        super().__init__(f"The store is unavailable: {detail}", code="store_unavailable")

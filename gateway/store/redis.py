@@ -23,7 +23,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError, WatchError
 
 from gateway.config.loader import RedisConfig
-from gateway.errors import ApiError
+from gateway.errors import Conflict
 from gateway.prompts.versions import (
     PromptContent,
     PromptState,
@@ -304,8 +304,7 @@ class RedisStore:
                         continue
                 await self._notify(name)
                 return result
-        raise ApiError(
-            409,
+        raise Conflict(
             f"Prompt '{name}' is being changed by others right now; try again.",
             code="concurrent_change",
         )
