@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 
 from gateway.appkeys import PROMPTS, RUNTIME
+from gateway.decoding import Body, actor, decode
 from gateway.errors import ApiError
 from gateway.evaluation.api import annotate_prompt, check_approvable
-from gateway.prompts.versions import PROMPT_NAME, PromptContent, Routing
+from gateway.prompts.bodies import ApproveBody, RoutingBody, VersionBody
+from gateway.prompts.versions import PROMPT_NAME
 from gateway.proxy.api import read_json
 from gateway.store.base import not_found
 from gateway.store.follower import PromptsHolder
 
 ADMIN_BODY_LIMIT = 1024 * 1024
+B = TypeVar("B", bound=Body)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -26,11 +29,10 @@ def _holder(request: web.Request) -> PromptsHolder:
     return request.config_dict[PROMPTS]
 
 
-def _actor(request: web.Request, body: dict[str, Any] | None = None) -> str:
-    by = (body or {}).get("by") or request.headers.get("X-Gateway-Actor") or "admin"
-    if not isinstance(by, str):
-        raise ApiError(400, "'by' must be a string.", param="by")
-    return by[:100]
+async def _body(request: web.Request, type_: type[B]) -> B:
+    """The body as `type_`; an empty body is an empty object."""
+    data = await read_json(request, ADMIN_BODY_LIMIT) if request.can_read_body else {}
+    return decode(data, type_)
 
 
 async def _written(request: web.Request) -> None:
@@ -62,14 +64,13 @@ async def push_version(request: web.Request) -> web.Response:
             "A prompt name is letters, digits, '.', '_' and '-' (at most 100).",
             code="invalid_name",
         )
-    body = await read_json(request, ADMIN_BODY_LIMIT)
-    by = _actor(request, body)
-    body.pop("by", None)
-    content = PromptContent.from_json(body)
+    body = decode(await read_json(request, ADMIN_BODY_LIMIT), VersionBody)
+    content = body.content()
     if content.model not in request.config_dict[RUNTIME].current.config.models:
         raise ApiError(
             400, f"Unknown route `{content.model}`.", param="model", code="model_not_found"
         )
+    by = actor(request, body.by)
     version, created = await _holder(request).store.push_version(name, content, by)
     if created:
         await _written(request)
@@ -81,32 +82,27 @@ async def push_version(request: web.Request) -> web.Response:
 
 async def approve(request: web.Request) -> web.Response:
     name, version = request.match_info["name"], request.match_info["version"]
-    body = await read_json(request, ADMIN_BODY_LIMIT) if request.can_read_body else {}
-    note = body.get("note") or ""
-    if not isinstance(note, str):
-        raise ApiError(400, "'note' must be a string.", param="note")
+    body = await _body(request, ApproveBody)
     await check_approvable(request, name, version)  # require_passing_suite
-    approved = await _holder(request).store.approve(name, version, _actor(request, body), note)
+    by, note = actor(request, body.by), body.note or ""
+    approved = await _holder(request).store.approve(name, version, by, note)
     await _written(request)
     return _json(approved.to_json())
 
 
 async def set_routing(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    body = await read_json(request, ADMIN_BODY_LIMIT)
-    routing = Routing.from_json(body)
-    reason = body.get("reason") or ""
-    if not isinstance(reason, str):
-        raise ApiError(400, "'reason' must be a string.", param="reason")
-    change = await _holder(request).store.set_routing(name, routing, _actor(request, body), reason)
+    body = decode(await read_json(request, ADMIN_BODY_LIMIT), RoutingBody)
+    by, reason = actor(request, body.by), body.reason or ""
+    change = await _holder(request).store.set_routing(name, body.routing(), by, reason)
     await _written(request)
     return _json(change.to_json())
 
 
 async def rollback(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    body = await read_json(request, ADMIN_BODY_LIMIT) if request.can_read_body else {}
-    change = await _holder(request).store.rollback(name, _actor(request, body))
+    body = await _body(request, Body)
+    change = await _holder(request).store.rollback(name, actor(request, body.by))
     await _written(request)
     return _json(change.to_json())
 

@@ -17,7 +17,9 @@ import orjson
 from aiohttp import web
 
 from gateway.appkeys import CAPTURE, PROMPTS, RUNTIME, SUITE_RESULTS
+from gateway.decoding import actor, decode
 from gateway.errors import ApiError, Conflict
+from gateway.evaluation.suite_results import SuiteRunBody
 from gateway.proxy.api import read_json
 from gateway.store.base import not_found, version_not_found
 
@@ -69,16 +71,10 @@ async def post_suite_results(request: web.Request) -> web.Response:
         raise not_found(name)
     if version not in state.versions:
         raise version_not_found(name, version)
-    if not isinstance(body.get("passed"), bool):
-        raise ApiError(400, "'passed' must be true or false.", param="passed")
-    for field in ("total", "failed"):
-        value = body.get(field, 0)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ApiError(400, f"'{field}' must be a count.", param=field)
-    by = body.get("by") or request.headers.get("X-Gateway-Actor") or "admin"
+    checked = decode(body, SuiteRunBody)
     run = {
-        **body,
-        "by": str(by)[:100],
+        **body,  # the run's details as the client sent them
+        "by": actor(request, checked.by),
         "at": time.time(),
         "hash": state.versions[version].hash,  # the content the run was made on
     }

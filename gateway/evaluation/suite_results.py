@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
+
+from gateway.decoding import Body
 from gateway.store.records import Records
+
+Count = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class SuiteRunBody(Body, frozen=True):
+    """What `POST …/versions/{v}/suite-results` must hold; its other fields (the cases'
+    results) are kept as they came."""
+
+    passed: bool
+    total: Count = 0
+    failed: Count = 0
 
 
 class SuiteResults:

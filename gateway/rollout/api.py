@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 
 from gateway.appkeys import ROLLOUTS
-from gateway.errors import ApiError
+from gateway.decoding import Body, actor, decode
 from gateway.proxy.api import read_json
 from gateway.rollout.controller import RolloutController
 from gateway.rollout.state import RolloutRequest
@@ -25,15 +25,10 @@ def _controller(request: web.Request) -> RolloutController:
     return request.config_dict[ROLLOUTS]
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    return await read_json(request, BODY_LIMIT) if request.can_read_body else {}
-
-
-def _actor(request: web.Request, body: dict[str, Any]) -> str:
-    by = body.get("by") or request.headers.get("X-Gateway-Actor") or "admin"
-    if not isinstance(by, str):
-        raise ApiError(400, "'by' must be a string.", param="by")
-    return by[:100]
+async def _acting(request: web.Request) -> str:
+    """Who acts, from a body that may be empty."""
+    data = await read_json(request, BODY_LIMIT) if request.can_read_body else {}
+    return actor(request, decode(data, Body).by)
 
 
 async def _answer(request: web.Request, status: int = 200) -> web.Response:
@@ -41,9 +36,8 @@ async def _answer(request: web.Request, status: int = 200) -> web.Response:
 
 
 async def start_rollout(request: web.Request) -> web.Response:
-    body = await read_json(request, BODY_LIMIT)
-    plan = RolloutRequest.from_json(body)
-    await _controller(request).start(request.match_info["name"], plan, _actor(request, body))
+    plan = decode(await read_json(request, BODY_LIMIT), RolloutRequest)
+    await _controller(request).start(request.match_info["name"], plan, actor(request, plan.by))
     return await _answer(request, 201)
 
 
@@ -52,20 +46,17 @@ async def show_rollout(request: web.Request) -> web.Response:
 
 
 async def abort_rollout(request: web.Request) -> web.Response:
-    body = await _body(request)
-    await _controller(request).abort(request.match_info["name"], _actor(request, body))
+    await _controller(request).abort(request.match_info["name"], await _acting(request))
     return await _answer(request)
 
 
 async def pause_rollout(request: web.Request) -> web.Response:
-    body = await _body(request)
-    await _controller(request).pause(request.match_info["name"], _actor(request, body))
+    await _controller(request).pause(request.match_info["name"], await _acting(request))
     return await _answer(request)
 
 
 async def resume_rollout(request: web.Request) -> web.Response:
-    body = await _body(request)
-    await _controller(request).resume(request.match_info["name"], _actor(request, body))
+    await _controller(request).resume(request.match_info["name"], await _acting(request))
     return await _answer(request)
 
 

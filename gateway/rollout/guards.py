@@ -8,34 +8,13 @@ no prices, too little feedback) is skipped and says why."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from gateway.errors import ApiError
 from gateway.store.rollouts import Guards
 from gateway.store.version_counts import VersionCounts, quantile
 
 Decision = Literal["promote", "hold", "breach"]
-
-
-def parse_guards(data: Any) -> Guards:
-    """From an admin body (missing keys keep their defaults); a 400 names the key."""
-    if data is None:
-        return Guards()
-    if not isinstance(data, dict):
-        raise ApiError(400, "'guards' must be an object.", param="guards")
-    known = {f.name: f for f in fields(Guards)}
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in known:
-            raise ApiError(400, f"Unknown guard '{key}'.", param=f"guards.{key}")
-        integer = key in ("min_requests", "min_feedback")
-        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok_type or value < 0:
-            kind = "a whole number" if integer else "a number"
-            raise ApiError(400, f"'{key}' must be {kind} >= 0.", param=f"guards.{key}")
-        values[key] = value if integer else float(value)
-    return Guards(**values)
 
 
 @dataclass(frozen=True)

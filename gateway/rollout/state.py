@@ -5,58 +5,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any, Literal
+from typing import Annotated, Literal
 
-from gateway.errors import ApiError, Conflict, NotFound
-from gateway.rollout.guards import parse_guards
+import msgspec
+
+from gateway.decoding import Body
+from gateway.errors import Conflict, Invalid, NotFound
 from gateway.store.rollouts import Guards, Rollout, RolloutEvent
 
 DEFAULT_STEPS = (5, 25, 50, 100)
 DEFAULT_INTERVAL_S = 600.0
+Percent = Annotated[int, msgspec.Meta(gt=0, le=100)]
 
 
-@dataclass(frozen=True)
-class RolloutRequest:
+class RolloutRequest(Body, frozen=True, forbid_unknown_fields=True):
     """The body of `POST /admin/prompts/{name}/rollout`."""
 
-    version: str
-    steps: tuple[int, ...] = DEFAULT_STEPS
-    interval_s: float = DEFAULT_INTERVAL_S
+    version: Annotated[str, msgspec.Meta(min_length=1)]
+    steps: Annotated[tuple[Percent, ...], msgspec.Meta(min_length=1)] = DEFAULT_STEPS
+    interval_s: Annotated[float, msgspec.Meta(gt=0)] = DEFAULT_INTERVAL_S
     on_breach: Literal["rollback", "pause"] = "rollback"
-    guards: Guards = field(default_factory=Guards)
+    guards: Guards = msgspec.field(default_factory=Guards)
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RolloutRequest:
-        unknown = set(data) - {"version", "steps", "interval_s", "on_breach", "guards", "by"}
-        if unknown:
-            raise ApiError(400, f"Unknown fields: {', '.join(sorted(unknown))}.")
-        version = data.get("version")
-        if not isinstance(version, str) or not version:
-            raise ApiError(400, "'version' must be a version id such as v2.", param="version")
-        steps = data.get("steps", list(DEFAULT_STEPS))
-        if (
-            not isinstance(steps, list)
-            or not steps
-            or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps)
-            or any(not 0 < s <= 100 for s in steps)
-            or any(a >= b for a, b in pairwise(steps))
-            or steps[-1] != 100
-        ):
-            raise ApiError(
-                400,
+    def __post_init__(self) -> None:
+        if any(a >= b for a, b in pairwise(self.steps)) or self.steps[-1] != 100:
+            raise Invalid(
                 "'steps' must be increasing percents from 1 to 100, ending at 100.",
                 param="steps",
             )
-        interval = data.get("interval_s", DEFAULT_INTERVAL_S)
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
-            raise ApiError(400, "'interval_s' must be a number of seconds > 0.", param="interval_s")
-        on_breach = data.get("on_breach", "rollback")
-        if on_breach not in ("rollback", "pause"):
-            raise ApiError(400, "'on_breach' must be 'rollback' or 'pause'.", param="on_breach")
-        guards = parse_guards(data.get("guards"))
-        return cls(version, tuple(steps), float(interval), on_breach, guards)
 
     def rollout(self, prompt: str, baseline: Mapping[str, int], by: str) -> Rollout:
         now = time.time()

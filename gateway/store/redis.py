@@ -40,6 +40,7 @@ from gateway.store.base import (
     version_not_found,
 )
 from gateway.store.captures import CaptureLog, RedisCaptureLog, Settings
+from gateway.store.prompt_records import decode_change, decode_routing, decode_version
 from gateway.store.records import Records, RedisRecords
 from gateway.store.redis_connect import Closer, RedisClient, connect, unavailable_on_error
 from gateway.store.rollout_redis import RedisRolloutStore, RedisVersionStats
@@ -167,10 +168,8 @@ class RedisStore:
             raw_routing, raw_versions = replies[2 * i], replies[2 * i + 1]
             if not raw_versions:  # named before its first version was written
                 continue
-            versions = {
-                _text(k): PromptVersion.from_json(orjson.loads(v)) for k, v in raw_versions.items()
-            }
-            routing = Routing.from_json(orjson.loads(raw_routing)) if raw_routing else None
+            versions = {_text(k): decode_version(v) for k, v in raw_versions.items()}
+            routing = decode_routing(raw_routing) if raw_routing else None
             states[name] = PromptState(name, versions, routing)
         return states
 
@@ -184,7 +183,7 @@ class RedisStore:
             if limit <= 0:
                 return []
             raw = await self._client.lrange(self.keys.history(name), 0, limit - 1)
-        return [RoutingChange.from_json(orjson.loads(item)) for item in raw]
+        return [decode_change(item) for item in raw]
 
     async def _require_prompt(self, name: str) -> None:
         if not await self._client.exists(self.keys.versions(name)):
@@ -194,11 +193,11 @@ class RedisStore:
         raw = await self._client.hgetall(self.keys.versions(name))
         if not raw:
             raise not_found(name)
-        return {_text(k): PromptVersion.from_json(orjson.loads(v)) for k, v in raw.items()}
+        return {_text(k): decode_version(v) for k, v in raw.items()}
 
     async def _routing(self, name: str) -> Routing | None:
         raw = await self._client.get(self.keys.routing(name))
-        return Routing.from_json(orjson.loads(raw)) if raw else None
+        return decode_routing(raw) if raw else None
 
     # -- writes --------------------------------------------------------------------
 
@@ -212,7 +211,7 @@ class RedisStore:
             if existing is not None:
                 raw = await self._client.hget(keys.versions(name), existing)
                 if raw is not None:
-                    return (PromptVersion.from_json(orjson.loads(raw)), False), None
+                    return (decode_version(raw), False), None
             count = await self._client.hlen(keys.versions(name))
             created = new_version(count + 1, content, by)
 
@@ -236,7 +235,7 @@ class RedisStore:
             raw = await self._client.hget(key, version)
             if raw is None:
                 raise version_not_found(name, version)
-            current = PromptVersion.from_json(orjson.loads(raw))
+            current = decode_version(raw)
             if current.status == "approved":
                 return current, None
             approved = current.approved(by, note)
@@ -266,7 +265,7 @@ class RedisStore:
         async def plan() -> tuple[RoutingChange, Writes | None]:
             await self._require_prompt(name)
             last = await self._client.lindex(keys.history(name), 0)
-            history = [RoutingChange.from_json(orjson.loads(last))] if last else []
+            history = [decode_change(last)] if last else []
             _, change = rollback_change(name, history, await self._routing(name), by)
             return change, self._change_writes(name, change)
 

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from gateway.store.redis_connect import RedisClient
-from gateway.store.rollouts import Rollout
+from gateway.store.rollouts import Rollout, decode_rollout
 from gateway.store.version_counts import Batch, VersionCounts, bucket_starts_ms
 
 _SAVE_IF_REVISION = """
@@ -75,7 +75,7 @@ class RedisRolloutStore:
 
     async def load(self, prompt: str) -> Rollout | None:
         raw = await self._client.get(self.keys.state(prompt))
-        return Rollout.from_json(orjson.loads(raw)) if raw else None
+        return decode_rollout(raw) if raw else None
 
     async def save(self, rollout: Rollout, expected_revision: int) -> bool:
         # The name is added before and after the write: a concurrent `forget` (which

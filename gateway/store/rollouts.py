@@ -10,28 +10,34 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, Literal, Protocol
+
+import msgspec
 
 State = Literal["running", "paused", "completed", "rolled_back", "aborted"]
 ACTIVE: tuple[str, ...] = ("running", "paused")
 EVENTS_KEPT = 500  # newest events kept per rollout
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Limit = Annotated[float, msgspec.Meta(ge=0)]
 
 
-@dataclass(frozen=True)
-class Guards:
-    min_requests: int = 50  # in both canary and baseline before any decision
-    max_error_rate_increase: float = 0.02  # canary error ratio - baseline's
-    max_p95_latency_ratio: float = 1.5  # canary p95 / baseline p95
-    max_p95_ttft_ratio: float = 1.5
-    max_cost_ratio: float = 1.3  # cost per priced request
-    max_negative_feedback_increase: float = 0.1  # negative share of feedback
-    min_feedback: int = 10  # feedback items in both before the feedback guard counts
+class Guards(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A rollout's limits (gateway.rollout.guards evaluates them); in an admin body,
+    missing keys keep their defaults."""
+
+    min_requests: Count = 50  # in both canary and baseline before any decision
+    max_error_rate_increase: Limit = 0.02  # canary error ratio - baseline's
+    max_p95_latency_ratio: Limit = 1.5  # canary p95 / baseline p95
+    max_p95_ttft_ratio: Limit = 1.5
+    max_cost_ratio: Limit = 1.3  # cost per priced request
+    max_negative_feedback_increase: Limit = 0.1  # negative share of feedback
+    min_feedback: Count = 10  # feedback items in both before the feedback guard counts
     # p95s below this count as this: a few ms of noise on a fast model is no breach.
-    latency_floor_s: float = 0.05
+    latency_floor_s: Limit = 0.05
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return msgspec.structs.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -41,8 +47,8 @@ class RolloutEvent:
     at: float
     event: str
     step: int  # the canary's percent when it happened
-    by: str  # the replica that decided, or the admin
-    reason: str
+    by: str = ""  # the replica that decided, or the admin
+    reason: str = ""
     weights: Mapping[str, int] | None = None  # the routing it asked for, if any
     numbers: Mapping[str, Any] | None = None  # the verdict behind a decision
 
@@ -56,18 +62,6 @@ class RolloutEvent:
             "weights": dict(self.weights) if self.weights is not None else None,
             "numbers": self.numbers,
         }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RolloutEvent:
-        return cls(
-            at=data["at"],
-            event=data["event"],
-            step=data["step"],
-            by=data.get("by", ""),
-            reason=data.get("reason", ""),
-            weights=data.get("weights"),
-            numbers=data.get("numbers"),
-        )
 
 
 @dataclass(frozen=True)
@@ -128,27 +122,13 @@ class Rollout:
             "events": [e.to_json() for e in self.events],
         }
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Rollout:
-        return cls(
-            prompt=data["prompt"],
-            version=data["version"],
-            steps=tuple(data["steps"]),
-            interval_s=data["interval_s"],
-            on_breach=data["on_breach"],
-            guards=Guards(**data["guards"]),
-            baseline=data["baseline"],
-            state=data["state"],
-            step_index=data["step_index"],
-            step_started_at=data["step_started_at"],
-            next_check_at=data["next_check_at"],
-            weights=data["weights"],
-            pending=data["pending"],
-            revision=data["revision"],
-            started_at=data.get("started_at", 0.0),
-            started_by=data.get("started_by", ""),
-            events=tuple(RolloutEvent.from_json(e) for e in data.get("events", [])),
-        )
+
+_rollout = msgspec.json.Decoder(Rollout)
+
+
+def decode_rollout(raw: bytes | str) -> Rollout:
+    """A rollout as stored (`Rollout.to_json`)."""
+    return _rollout.decode(raw)
 
 
 class RolloutStore(Protocol):
