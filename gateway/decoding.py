@@ -1,8 +1,9 @@
-"""Typed edges: JSON (an admin body, a stored record) decoded into a typed structure
+"""Typed edges: a client's JSON (an admin body, feedback) decoded into a typed structure
 by msgspec, with one way of reporting a bad field, and one way of reading who acts.
+(Stored records decode with msgspec too, beside their types in gateway.store.)
 
 A bad field is an `Invalid` error whose `param` names the field (`guards.min_requests`,
-`messages[0]`) and whose message is msgspec's (`Expected `str`, got `int` - at `$.by``)."""
+`weights`) and whose message is msgspec's ("Expected `str`, got `int` - at `$.by`")."""
 
 from __future__ import annotations
 
@@ -31,9 +32,11 @@ def decode(data: Any, type_: type[T]) -> T:
 
 
 def invalid(exc: msgspec.ValidationError) -> Invalid:
+    """msgspec's error as `Invalid`, its path as `param`."""
     message = str(exc)
     at = _AT.search(message)
-    path = at.group(1).lstrip(".") if at else ""
+    # A dict's value is at `$.weights[...]`: the field is `weights`.
+    path = at.group(1).lstrip(".").replace("[...]", "") if at else ""
     named = _FIELD.search(message)
     if named is not None:  # `$.guards` + unknown field `nope`: the param is guards.nope
         path = f"{path}.{named.group(1)}" if path else named.group(1)

@@ -134,7 +134,7 @@ class PromptState:
 def version_number(version_id: str) -> int:
     match = _VERSION_ID.match(version_id)
     if match is None:
-        raise ApiError(400, f"'{version_id}' is not a version id (v1, v2, ...).")
+        raise Invalid(f"'{version_id}' is not a version id (v1, v2, ...).")
     return int(match.group(1))
 
 
@@ -188,7 +188,8 @@ class VersionPicker:
 
 def render_messages(content: PromptContent, variables: Mapping[str, Any]) -> list[dict[str, Any]]:
     """`{{name}}` replaced by the variable's text in one pass: a value is inserted as
-    text and never read again as a template."""
+    text and never read again as a template. A missing variable is the request's
+    fault, found on the request path: an `ApiError` (400) at once."""
 
     def value_of(match: re.Match[str]) -> str:
         name = match.group(1)
