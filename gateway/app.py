@@ -25,30 +25,38 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from gateway import __version__
 from gateway.admin.api import create_admin_app
 from gateway.appkeys import (
+    CAPTURE,
+    FEEDBACK,
     LIFECYCLE,
     METRICS,
     OBSERVERS,
     PROMPTS,
     RELOADER,
+    ROLLOUTS,
     RUNTIME,
     SHADOW,
+    SHADOW_LOG,
+    SUITE_RESULTS,
     TELEMETRY,
     Lifecycle,
 )
-from gateway.config.loader import GatewayConfig
-from gateway.evaluation.api import evaluation_ctx
-from gateway.evaluation.feedback import post_feedback
+from gateway.config.loader import CaptureConfig, GatewayConfig
+from gateway.errors import domain_errors
+from gateway.evaluation.capture import Capture
+from gateway.evaluation.feedback import FeedbackStats, RequestIndex, post_feedback
+from gateway.evaluation.suite_results import SuiteResults
 from gateway.proxy.api import add_routes
 from gateway.proxy.middleware import gateway_middleware
 from gateway.proxy.runtime import PartsCache, RuntimeHolder, build_runtime
 from gateway.reload import Reloader, watch_file
-from gateway.rollout.api import rollout_ctx
-from gateway.shadow.report import SHADOW_LOG
+from gateway.rollout.controller import FeedbackSource, NoFeedback, RolloutController
+from gateway.rollout.version_stats import VersionStats
 from gateway.shadow.runner import ShadowRunner
 from gateway.store.base import Store, seed_prompts
+from gateway.store.follower import PromptsHolder
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
-from gateway.store.snapshot import PromptsHolder, PromptsSnapshot
+from gateway.store.snapshot import PromptsSnapshot
 from gateway.telemetry.logs import AccessLogWriter, quiet_client_mistakes
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.recorder import Telemetry
@@ -57,7 +65,7 @@ from gateway.telemetry.recorder import Telemetry
 def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.Application:
     """`watch_interval_s`: how often the config file is checked for changes."""
     # Body size is enforced per request from the live config (see api.read_json).
-    app = web.Application(middlewares=[gateway_middleware], client_max_size=2**31)
+    app = web.Application(middlewares=[gateway_middleware, domain_errors], client_max_size=2**31)
     disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` doubles series
     quiet_client_mistakes()
     metrics = Metrics()
@@ -68,8 +76,8 @@ def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.A
     app.cleanup_ctx.append(_access_log(access_log))
     app.cleanup_ctx.append(_runtime(config))
     app.cleanup_ctx.append(_prompts(config, metrics, watch_interval_s))
-    app.cleanup_ctx.append(evaluation_ctx)  # capture, feedback index, suite results
-    app.cleanup_ctx.append(rollout_ctx)  # version stats and the rollout driver
+    app.cleanup_ctx.append(_evaluation)  # capture, feedback index, suite results
+    app.cleanup_ctx.append(_rollout)  # version stats and the rollout driver
     app[LIFECYCLE] = Lifecycle()
     app[OBSERVERS] = []
     shadow = ShadowRunner(config.shadow, app[TELEMETRY], metrics)
@@ -157,6 +165,55 @@ def _prompts(
         await store.close()
 
     return ctx
+
+
+async def _evaluation(app: web.Application) -> AsyncIterator[None]:
+    """After `_prompts`: capture, the request index for feedback and suite results,
+    on the store's back ends, and the lifetimes of their batch writers."""
+    runtime, holder = app[RUNTIME], app[PROMPTS]
+
+    def settings() -> CaptureConfig:
+        return runtime.current.config.capture
+
+    records = holder.store.records()
+    capture = Capture(runtime, holder, holder.store.capture_log(settings))
+    index = RequestIndex(runtime, records)
+    app[CAPTURE] = capture
+    app[FEEDBACK] = FeedbackStats(index, records, app[METRICS])
+    app[SUITE_RESULTS] = SuiteResults(records)
+    app[OBSERVERS].extend([index, capture])
+    capture.writer.start()
+    index.writer.start()
+    yield
+    await capture.writer.stop()
+    await index.writer.stop()
+
+
+async def _rollout(app: web.Application) -> AsyncIterator[None]:
+    """After `_prompts` and `_evaluation`: the version-stats observer and its flusher,
+    and the rollout driver."""
+    holder = app[PROMPTS]
+    cfg = app[RUNTIME].current.config.rollout  # read at start
+    stats = VersionStats(
+        holder.store.version_stats(), cfg.bucket_s, cfg.stats_ttl_s, cfg.flush_interval_s
+    )
+    real = app.get(FEEDBACK)  # None when feedback is not wired: its guard is skipped
+    feedback: FeedbackSource = real if real is not None else NoFeedback()
+    rollouts = holder.store.rollouts()
+    controller = RolloutController(holder, rollouts, stats, feedback, app[METRICS], cfg)
+    app[ROLLOUTS] = controller
+    app[OBSERVERS].append(stats)
+    flusher = asyncio.create_task(stats.flush_forever())
+    driver = asyncio.create_task(controller.drive_forever())
+    yield
+    controller.stop()
+    stats.stop()
+    for task in (driver, flusher):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await controller.release_all()
+    await stats.close()
 
 
 def _shadow(runner: ShadowRunner) -> Callable[[web.Application], AsyncIterator[None]]:

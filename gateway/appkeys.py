@@ -1,4 +1,8 @@
-"""Typed keys for what the app shares with its handlers (no module-level singletons)."""
+"""Typed keys for what the app shares with its handlers (no module-level singletons):
+every `web.AppKey` of the gateway's app, in one place.
+
+Any layer may read a key, so the key types are imported for the type checker only:
+at run time this module imports nothing of the gateway's."""
 
 from __future__ import annotations
 
@@ -7,12 +11,17 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:  # the keys name their types for the checker; at run time this is a leaf
+    from gateway.evaluation.capture import Capture
+    from gateway.evaluation.feedback import FeedbackStats
+    from gateway.evaluation.suite_results import SuiteResults
     from gateway.proxy.ingress import Ingress
     from gateway.proxy.observers import RequestObserver
     from gateway.proxy.runtime import RuntimeHolder
     from gateway.reload import Reloader
+    from gateway.rollout.controller import RolloutController
+    from gateway.shadow.report import ShadowLog
     from gateway.shadow.runner import ShadowRunner
-    from gateway.store.snapshot import PromptsHolder
+    from gateway.store.follower import PromptsHolder
     from gateway.telemetry.metrics import Metrics
     from gateway.telemetry.recorder import Telemetry
 
@@ -23,8 +32,15 @@ RELOADER: web.AppKey[Reloader] = web.AppKey("reloader")
 TELEMETRY: web.AppKey[Telemetry] = web.AppKey("telemetry")
 # Features that watch requests (shadow, capture, rollout counts); see gateway.proxy.observers.
 OBSERVERS: web.AppKey[list[RequestObserver]] = web.AppKey("observers")
-SHADOW: web.AppKey[ShadowRunner] = web.AppKey("shadow")
 INGRESS: web.RequestKey[Ingress] = web.RequestKey("ingress")  # every /v1/ request
+
+# The features' own parts, set by their cleanup contexts in gateway.app.
+CAPTURE: web.AppKey[Capture] = web.AppKey("capture")
+FEEDBACK: web.AppKey[FeedbackStats] = web.AppKey("feedback")
+SUITE_RESULTS: web.AppKey[SuiteResults] = web.AppKey("suite_results")
+ROLLOUTS: web.AppKey[RolloutController] = web.AppKey("rollouts")
+SHADOW: web.AppKey[ShadowRunner] = web.AppKey("shadow")
+SHADOW_LOG: web.AppKey[ShadowLog] = web.AppKey("shadow_log")
 
 
 class Lifecycle:

@@ -1,16 +1,20 @@
-"""The two error types every decision reads.
+"""The error types every decision reads.
 
 `ApiError` is what a client sees: an OpenAI-shaped JSON body with a status.
 `UpstreamError` is one failed provider attempt: retry, failover, circuit breaking,
 the final status code and the metrics all decide from its `reason`.
+`DomainError` and its kinds (`Invalid`, `NotFound`, `Conflict`, `Unavailable`) are
+what domain and store code raise; `api_error` is the one place a kind becomes a status.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 import orjson
+from aiohttp import web
 
 Reason = Literal[
     "timeout",
@@ -79,6 +83,60 @@ class ApiError(Exception):
             **self.details,
         }
         return orjson.dumps({"error": error})
+
+
+class DomainError(Exception):
+    """A request the domain refuses: a machine-readable `code`, a message for people,
+    and `param`, the field at fault when one is."""
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.param = param
+
+
+class Invalid(DomainError):
+    """Bad input: a field of the wrong type or value, an unknown name."""
+
+
+class NotFound(DomainError):
+    """What was named does not exist."""
+
+
+class Conflict(DomainError):
+    """Valid, but not in the current state (a draft given weight, a rollout running)."""
+
+
+class Unavailable(DomainError):
+    """A back end (the store) cannot be reached now; trying again later may work."""
+
+
+_STATUS: dict[type[DomainError], tuple[int, str]] = {
+    Invalid: (400, "invalid_request_error"),
+    NotFound: (404, "invalid_request_error"),
+    Conflict: (409, "invalid_request_error"),
+    Unavailable: (503, "api_error"),
+}
+
+
+def api_error(error: DomainError) -> ApiError:
+    """The answer a client gets for a domain error."""
+    found = (v for kind, v in _STATUS.items() if isinstance(error, kind))
+    status, type_ = next(found, (400, "invalid_request_error"))
+    return ApiError(status, error.message, type_=type_, code=error.code, param=error.param)
+
+
+@web.middleware
+async def domain_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every handler's domain errors as `ApiError`s (the app's outer middleware
+    answers those in OpenAI's shape)."""
+    try:
+        return await handler(request)
+    except DomainError as error:
+        raise api_error(error) from error
 
 
 @dataclass

@@ -16,7 +16,7 @@ from gateway.config.loader import GatewayConfig, load_config
 from gateway.config.source import ConfigError
 from gateway.proxy.runtime import RuntimeHolder, build_runtime
 from gateway.store.base import seed_prompts
-from gateway.store.snapshot import PromptsHolder
+from gateway.store.follower import PromptsHolder
 from gateway.telemetry.metrics import Metrics
 
 log = logging.getLogger("gateway.reload")

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gateway"
 # Lowest first. `appkeys` names its keys' types for the type checker only: at run time
 # it imports nothing of ours, so any layer may read a key.
 LAYERS: list[set[str]] = [
-    {"__init__", "errors", "appkeys"},
+    {"__init__", "errors", "decoding", "appkeys"},
     {"prompts"},
     {"config"},
     {"providers"},

@@ -1,6 +1,4 @@
-"""Capture, the request index for feedback, and regression-suite results on the app:
-where they are kept (Redis when the store is Redis, else this process and the capture
-file), the task lifetimes of their batch writers, and their admin routes:
+"""The admin routes of capture and regression-suite results:
 
 - `GET /admin/captures?prompt=&route=&since=24h&limit=100`: captured requests, newest
   first (`since`: a duration like `90s`, `30m`, `24h`, `7d`, or seconds);
@@ -13,22 +11,17 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import METRICS, OBSERVERS, PROMPTS, RUNTIME
-from gateway.config.loader import CaptureConfig
-from gateway.errors import ApiError
-from gateway.evaluation.capture import CAPTURE, Capture
-from gateway.evaluation.feedback import FEEDBACK, FeedbackStats, RequestIndex
+from gateway.appkeys import CAPTURE, PROMPTS, RUNTIME, SUITE_RESULTS
+from gateway.decoding import actor, decode
+from gateway.errors import ApiError, Conflict
+from gateway.evaluation.suite_results import SuiteRunBody
 from gateway.proxy.ingress import read_json
 from gateway.store.base import not_found, version_not_found
-from gateway.store.captures import CaptureLog, FileCaptureLog, MemoryCaptureLog, RedisCaptureLog
-from gateway.store.records import MemoryRecords, Records, RedisRecords
-from gateway.store.redis import RedisStore
 
 BODY_LIMIT = 1024 * 1024
 MAX_CAPTURES = 10_000  # per admin query
@@ -42,67 +35,6 @@ def parse_duration(text: str) -> float:
     if match is None:
         raise ValueError(f"not a duration: {text!r} (like 90s, 30m, 24h, 7d)")
     return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-class SuiteResults:
-    """Regression-suite runs recorded per prompt version."""
-
-    def __init__(self, records: Records) -> None:
-        self.records = records
-
-    async def record(self, name: str, version: str, run: Mapping[str, Any]) -> None:
-        await self.records.add_suite_run(name, version, run)
-
-    async def latest(self, name: str, version: str) -> dict[str, Any] | None:
-        runs = (await self.records.suite_runs(name, [version])).get(version)
-        return runs[0] if runs else None
-
-    async def annotate(self, prompt: dict[str, Any]) -> dict[str, Any]:
-        """A prompt's JSON with `suite` on each version: the latest run, whether it
-        passed, and how many runs are kept (None: never run)."""
-        versions = prompt.get("versions") or []
-        runs = await self.records.suite_runs(prompt["name"], [v["version"] for v in versions])
-        for v in versions:
-            kept = runs.get(v["version"])
-            v["suite"] = (
-                {"passed": bool(kept[0].get("passed")), "latest": kept[0], "runs": len(kept)}
-                if kept
-                else None
-            )
-        return prompt
-
-
-SUITE_RESULTS = web.AppKey("suite_results", SuiteResults)
-
-
-async def evaluation_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context, after the prompts' one: it uses their store."""
-    runtime, holder = app[RUNTIME], app[PROMPTS]
-
-    def settings() -> CaptureConfig:
-        return runtime.current.config.capture
-
-    store = holder.store
-    log: CaptureLog
-    records: Records
-    if isinstance(store, RedisStore):
-        log = RedisCaptureLog(store.client, store.keys.prefix, settings)
-        records = RedisRecords(store.client, store.keys.prefix)
-    else:
-        path = settings().file  # read at start
-        log = FileCaptureLog(path, settings) if path else MemoryCaptureLog(settings)
-        records = MemoryRecords()
-    capture = Capture(runtime, holder, log)
-    index = RequestIndex(runtime, records)
-    app[CAPTURE] = capture
-    app[FEEDBACK] = FeedbackStats(index, records, app[METRICS])
-    app[SUITE_RESULTS] = SuiteResults(records)
-    app[OBSERVERS].extend([index, capture])
-    capture.writer.start()
-    index.writer.start()
-    yield
-    await capture.writer.stop()
-    await index.writer.stop()
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -139,16 +71,10 @@ async def post_suite_results(request: web.Request) -> web.Response:
         raise not_found(name)
     if version not in state.versions:
         raise version_not_found(name, version)
-    if not isinstance(body.get("passed"), bool):
-        raise ApiError(400, "'passed' must be true or false.", param="passed")
-    for field in ("total", "failed"):
-        value = body.get(field, 0)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ApiError(400, f"'{field}' must be a count.", param=field)
-    by = body.get("by") or request.headers.get("X-Gateway-Actor") or "admin"
+    checked = decode(body, SuiteRunBody)
     run = {
-        **body,
-        "by": str(by)[:100],
+        **body,  # the run's details as the client sent them
+        "by": actor(request, checked.by),
         "at": time.time(),
         "hash": state.versions[version].hash,  # the content the run was made on
     }
@@ -169,8 +95,7 @@ async def check_approvable(request: web.Request, name: str, version: str) -> Non
         return
     latest = await request.config_dict[SUITE_RESULTS].latest(name, version)
     if latest is None or not latest.get("passed"):
-        raise ApiError(
-            409,
+        raise Conflict(
             f"Prompt '{name}' requires a passing regression suite before approval; "
             + (
                 f"{version} has no recorded run."

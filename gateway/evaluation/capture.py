@@ -22,15 +22,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from aiohttp import web
-
 from gateway.config.loader import CaptureConfig
 from gateway.proxy.call import Call
 from gateway.proxy.observers import IGNORE, WATCH_ANSWER
 from gateway.proxy.runtime import RuntimeHolder
 from gateway.store.batch_writer import BatchWriter
 from gateway.store.captures import CaptureLog, Record
-from gateway.store.snapshot import PromptsHolder
+from gateway.store.follower import PromptsHolder
 from gateway.telemetry.recorder import RequestRecord
 
 log = logging.getLogger("gateway.capture")
@@ -157,6 +155,3 @@ class Capture:
     async def flush(self) -> None:
         """Until every request captured so far is in the log (tests, shutdown)."""
         await self.writer.flush()
-
-
-CAPTURE = web.AppKey("capture", Capture)

@@ -11,12 +11,14 @@ time buckets a rollout controller reads through `FeedbackStats.counts`."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 from aiohttp import web
 
-from gateway.appkeys import RUNTIME
-from gateway.errors import ApiError
+from gateway.appkeys import FEEDBACK, RUNTIME
+from gateway.decoding import decode
+from gateway.errors import Invalid, NotFound
 from gateway.evaluation.capture import redact_text
 from gateway.proxy.call import Call
 from gateway.proxy.ingress import authenticate, read_json
@@ -85,14 +87,20 @@ def _batch_settings(runtime: RuntimeHolder) -> tuple[int, float]:
     return cfg.batch_size, cfg.flush_interval_s
 
 
-def feedback_value(score: Any) -> tuple[float, str]:
-    """The score on 0..1 and its label; 400 for anything but 1, -1 or 0..1."""
-    if isinstance(score, bool) or not isinstance(score, (int, float)):
-        raise ApiError(400, "'score' must be a number: 1, -1, or from 0 to 1.", param="score")
+class FeedbackBody(msgspec.Struct, frozen=True):
+    """`POST /v1/feedback`."""
+
+    request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    score: float
+    comment: str | None = None
+
+
+def feedback_value(score: float) -> tuple[float, str]:
+    """The score on 0..1 and its label; `Invalid` for anything but 1, -1 or 0..1."""
     if score == -1:
         return 0.0, "negative"
     if not 0 <= score <= 1:
-        raise ApiError(400, "'score' must be 1, -1, or from 0 to 1.", param="score")
+        raise Invalid("'score' must be 1, -1, or from 0 to 1.", param="score")
     return float(score), "positive" if score >= 0.5 else "negative"
 
 
@@ -105,15 +113,13 @@ class FeedbackStats:
         self.metrics = metrics
 
     async def submit(
-        self, request_id: str, score: Any, comment: str, key: str | None, redact: tuple[str, ...]
+        self, request_id: str, score: float, comment: str, key: str | None, redact: tuple[str, ...]
     ) -> dict[str, Any]:
         normalised, value = feedback_value(score)
         served = await self.index.find(request_id)
         # Another client key's request is as unknown as a made-up id.
         if served is None or (key is not None and served.key and served.key != key):
-            raise ApiError(
-                404, f"No recent request with id '{request_id}'.", code="request_not_found"
-            )
+            raise NotFound(f"No recent request with id '{request_id}'.", code="request_not_found")
         await self.records.add_feedback(served, normalised, value, redact_text(comment, redact))
         self.metrics.feedback.labels(served.prompt, served.version, value).inc()
         return {
@@ -132,25 +138,14 @@ class FeedbackStats:
         return await self.records.feedback_counts(prompt, version, since_s)
 
 
-FEEDBACK = web.AppKey("feedback", FeedbackStats)
-
-
 async def post_feedback(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME].current
     key = authenticate(request, runtime)
-    body = await read_json(request, FEEDBACK_BODY_LIMIT)
-    request_id = body.get("request_id")
-    if not isinstance(request_id, str) or not request_id or len(request_id) > 128:
-        raise ApiError(400, "'request_id' must be a request id.", param="request_id")
-    if "score" not in body:
-        raise ApiError(400, "Missing required parameter: 'score'.", param="score")
-    comment = body.get("comment") or ""
-    if not isinstance(comment, str):
-        raise ApiError(400, "'comment' must be a string.", param="comment")
+    body = decode(await read_json(request, FEEDBACK_BODY_LIMIT), FeedbackBody)
     answer = await request.app[FEEDBACK].submit(
-        request_id,
-        body["score"],
-        comment[:COMMENT_LIMIT],
+        body.request_id,
+        body.score,
+        (body.comment or "")[:COMMENT_LIMIT],
         None if key is None else key.name,
         runtime.config.capture.redact,
     )

@@ -23,8 +23,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
+
+from gateway.decoding import invalid
 from gateway.evaluation.chat_client import ChatResult
 
 CHECKS = (
@@ -108,44 +111,78 @@ def load_suite(path: Path) -> list[Case]:
     return cases
 
 
+Strings = str | list[str]
+Number = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class Checks(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The checks a case may have, as typed as a suite file states them."""
+
+    contains: Strings | None = None
+    not_contains: Strings | None = None
+    regex: Strings | None = None
+    equals: Any = None
+    valid_json: Any = None
+    json_schema: Any = None
+    max_latency_ms: Number | None = None
+    max_cost_usd: Number | None = None
+
+
+class CaseLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One line of a suite file."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    variables: dict[str, Any] = msgspec.field(default_factory=dict)
+    messages: list[Any] = msgspec.field(default_factory=list)
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+    checks: dict[str, Any] = msgspec.field(default_factory=dict)
+    expected: Any = None
+
+
+_KINDS = {"object": "an object", "array": "a list", "str": "a string"}
+_TAKES = {"max_latency_ms": "a number", "max_cost_usd": "a number"}
+
+
 def parse_case(data: Any, where: str, number: int) -> Case:
-    if not isinstance(data, dict):
-        raise SuiteError(f"{where}: a case is a JSON object")
-    unknown = set(data) - {"name", "variables", "messages", "params", "checks", "expected"}
-    if unknown:
-        raise SuiteError(f"{where}: unknown fields {', '.join(sorted(unknown))}")
-    name = data.get("name", f"line {number}")
-    variables, messages = data.get("variables", {}), data.get("messages", [])
-    params, checks = data.get("params", {}), data.get("checks", {})
-    if not isinstance(name, str) or not name:
-        raise SuiteError(f"{where}: 'name' must be a string")
-    for key, value, kind in (
-        ("variables", variables, dict),
-        ("messages", messages, list),
-        ("params", params, dict),
-        ("checks", checks, dict),
-    ):
-        if not isinstance(value, kind):
-            what = "an object" if kind is dict else "a list"
-            raise SuiteError(f"{where}: {key!r} must be {what}")
-    for key in set(checks) - set(CHECKS):
-        raise SuiteError(f"{where}: unknown check {key!r} (known: {', '.join(CHECKS)})")
-    for key in ("contains", "not_contains", "regex"):
-        value = checks.get(key, [])
-        if not isinstance(value, str) and not (
-            isinstance(value, list) and all(isinstance(v, str) for v in value)
-        ):
-            raise SuiteError(f"{where}: check {key!r} takes a string or a list of strings")
-    for pattern in _strings(checks.get("regex", [])):
+    try:
+        line = msgspec.convert(data, CaseLine, strict=True)
+    except msgspec.ValidationError as exc:
+        raise SuiteError(f"{where}: {_bad_field(exc)}") from None
+    try:
+        msgspec.convert(line.checks, Checks, strict=True)
+    except msgspec.ValidationError as exc:
+        raise SuiteError(f"{where}: {_bad_check(exc)}") from None
+    for pattern in _strings(line.checks.get("regex", [])):
         try:
             re.compile(pattern)
         except re.error as exc:
             raise SuiteError(f"{where}: bad regex {pattern!r}: {exc}") from None
-    for key in ("max_latency_ms", "max_cost_usd"):
-        value = checks.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise SuiteError(f"{where}: check {key!r} takes a number")
-    return Case(name, number, variables, tuple(messages), params, checks)
+    name = line.name or f"line {number}"
+    return Case(name, number, line.variables, tuple(line.messages), line.params, line.checks)
+
+
+def _bad_field(exc: msgspec.ValidationError) -> str:
+    """msgspec's account of a bad field of a case, in a suite file's words."""
+    field, message = _field(exc)
+    if "unknown field" in message:
+        return f"unknown fields {field}"
+    if not field:
+        return "a case is a JSON object"
+    kind = message.split("`")[1].removesuffix(" | null") if "Expected `" in message else message
+    return f"{field!r} must be {_KINDS.get(kind, kind)}"
+
+
+def _bad_check(exc: msgspec.ValidationError) -> str:
+    field, message = _field(exc)
+    if "unknown field" in message:
+        return f"unknown check {field!r} (known: {', '.join(CHECKS)})"
+    return f"check {field!r} takes {_TAKES.get(field, 'a string or a list of strings')}"
+
+
+def _field(exc: msgspec.ValidationError) -> tuple[str, str]:
+    """The top-level field at fault (`checks` for `checks.regex[1]`), and the message."""
+    error = invalid(exc)
+    return (error.param or "").split(".")[0].split("[")[0], error.message
 
 
 def _strings(value: Any) -> list[str]:

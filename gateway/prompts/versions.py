@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import orjson
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Conflict, Invalid
 
 BUCKETS = 10_000
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -40,34 +40,6 @@ class PromptContent:
 
     def to_json(self) -> dict[str, Any]:
         return {"model": self.model, "messages": list(self.messages), "params": dict(self.params)}
-
-    @classmethod
-    def from_json(cls, data: Any) -> PromptContent:
-        """From an admin request body; a 400 names what is wrong."""
-        if not isinstance(data, dict):
-            raise ApiError(400, "The body must be a JSON object.")
-        model, messages, params = data.get("model"), data.get("messages"), data.get("params", {})
-        if not isinstance(model, str) or not model:
-            raise ApiError(400, "'model' must be a route name.", param="model")
-        if not isinstance(messages, list) or not messages:
-            raise ApiError(400, "'messages' must be a non-empty array.", param="messages")
-        for i, message in enumerate(messages):
-            if (
-                not isinstance(message, dict)
-                or not isinstance(message.get("role"), str)
-                or not isinstance(message.get("content"), str)
-            ):
-                raise ApiError(
-                    400,
-                    f"messages[{i}] must have a string role and content.",
-                    param=f"messages[{i}]",
-                )
-        if not isinstance(params, dict):
-            raise ApiError(400, "'params' must be an object.", param="params")
-        unknown = set(data) - {"model", "messages", "params"}
-        if unknown:
-            raise ApiError(400, f"Unknown fields: {', '.join(sorted(unknown))}.")
-        return cls(model=model, messages=tuple(messages), params=params)
 
 
 @dataclass(frozen=True)
@@ -104,21 +76,6 @@ class PromptVersion:
             "approval_note": self.approval_note or None,
         }
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PromptVersion:
-        content = PromptContent(data["model"], tuple(data["messages"]), data.get("params") or {})
-        return cls(
-            id=data["version"],
-            hash=data["hash"],
-            content=content,
-            status=data["status"],
-            created_at=data.get("created_at") or 0.0,
-            created_by=data.get("created_by") or "",
-            approved_by=data.get("approved_by") or "",
-            approved_at=data.get("approved_at") or 0.0,
-            approval_note=data.get("approval_note") or "",
-        )
-
 
 @dataclass(frozen=True)
 class Shadow:
@@ -140,36 +97,6 @@ class Routing:
             },
         }
 
-    @classmethod
-    def from_json(cls, data: Any) -> Routing:
-        """From stored JSON or an admin body; shape errors are 400s."""
-        if not isinstance(data, dict):
-            raise ApiError(400, "The routing must be a JSON object.")
-        weights = data.get("weights")
-        if not isinstance(weights, dict) or not weights:
-            raise ApiError(
-                400, "'weights' must be an object of version -> percent.", param="weights"
-            )
-        for version, weight in weights.items():
-            if not isinstance(weight, int) or isinstance(weight, bool) or not 0 <= weight <= 100:
-                raise ApiError(
-                    400, f"Weight of {version} must be an integer from 0 to 100.", param="weights"
-                )
-        raw_shadow = data.get("shadow") or {}
-        if not isinstance(raw_shadow, dict):
-            raise ApiError(400, "'shadow' must be an object.", param="shadow")
-        versions = raw_shadow.get("versions", [])
-        rate = raw_shadow.get("sample_rate", 1.0 if versions else 0.0)
-        if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
-            raise ApiError(
-                400, "'shadow.versions' must be an array of versions.", param="shadow.versions"
-            )
-        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate <= 1:
-            raise ApiError(
-                400, "'shadow.sample_rate' must be from 0 to 1.", param="shadow.sample_rate"
-            )
-        return cls(weights=dict(weights), shadow=Shadow(tuple(versions), float(rate)))
-
 
 @dataclass(frozen=True)
 class RoutingChange:
@@ -187,17 +114,6 @@ class RoutingChange:
             "before": self.before.to_json() if self.before else None,
             "after": self.after.to_json(),
         }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RoutingChange:
-        before = data.get("before")
-        return cls(
-            at=data["at"],
-            by=data.get("by", ""),
-            reason=data.get("reason", ""),
-            before=Routing.from_json(before) if before else None,
-            after=Routing.from_json(data["after"]),
-        )
 
 
 @dataclass(frozen=True)
@@ -218,7 +134,7 @@ class PromptState:
 def version_number(version_id: str) -> int:
     match = _VERSION_ID.match(version_id)
     if match is None:
-        raise ApiError(400, f"'{version_id}' is not a version id (v1, v2, ...).")
+        raise Invalid(f"'{version_id}' is not a version id (v1, v2, ...).")
     return int(match.group(1))
 
 
@@ -226,16 +142,13 @@ def check_routing(routing: Routing, versions: Mapping[str, PromptVersion]) -> No
     """Unknown versions and bad sums are 400; a draft with live weight is 409."""
     for version in [*routing.weights, *routing.shadow.versions]:
         if version not in versions:
-            raise ApiError(400, f"Unknown version '{version}'.", code="unknown_version")
+            raise Invalid(f"Unknown version '{version}'.", code="unknown_version")
     total = sum(routing.weights.values())
     if total != 100:
-        raise ApiError(
-            400, f"Weights must sum to 100, not {total}.", code="bad_weights", param="weights"
-        )
+        raise Invalid(f"Weights must sum to 100, not {total}.", code="bad_weights", param="weights")
     for version, weight in routing.weights.items():
         if weight and versions[version].status != "approved":
-            raise ApiError(
-                409,
+            raise Conflict(
                 f"Version {version} is a draft: approve it before it gets "
                 "live weight (drafts may only be shadowed).",
                 code="draft_version",
@@ -275,7 +188,8 @@ class VersionPicker:
 
 def render_messages(content: PromptContent, variables: Mapping[str, Any]) -> list[dict[str, Any]]:
     """`{{name}}` replaced by the variable's text in one pass: a value is inserted as
-    text and never read again as a template."""
+    text and never read again as a template. A missing variable is the request's
+    fault, found on the request path: an `ApiError` (400) at once."""
 
     def value_of(match: re.Match[str]) -> str:
         name = match.group(1)

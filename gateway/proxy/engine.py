@@ -118,14 +118,8 @@ class EngineRun:
                 result = await attempt(call, provider, target, limit)
             except UpstreamError as error:
                 self._failed(target, provider, breaker, error, time.perf_counter() - began)
-                delay = retry_delay_s(route, error, retry) if policy.retries else None
-                if (
-                    delay is None
-                    or retry >= route.retries_per_target
-                    or breaker.state is not CircuitState.CLOSED
-                    or loop.time() + delay >= call.deadline
-                    or not budget.withdraw()
-                ):
+                delay = self._retry_in(error, retry, breaker, budget)
+                if delay is None:
                     return None
                 retry += 1
                 await asyncio.sleep(delay)
@@ -142,6 +136,23 @@ class EngineRun:
                     breaker.on_success(self.probe)
                     show_circuit(metrics, target, breaker)
             return (result,)
+
+    def _retry_in(
+        self, error: UpstreamError, retry: int, breaker: CircuitBreaker, budget: RetryBudget
+    ) -> float | None:
+        """How long to wait before trying the same target again; None: move on."""
+        call = self.call
+        route = call.plan.route
+        delay = retry_delay_s(route, error, retry) if call.policy.retries else None
+        if (
+            delay is None
+            or retry >= route.retries_per_target
+            or breaker.state is not CircuitState.CLOSED
+            or asyncio.get_running_loop().time() + delay >= call.deadline
+            or not budget.withdraw()
+        ):
+            return None
+        return delay
 
     def _failed(
         self,

@@ -9,7 +9,7 @@ from gateway.config.loader import ClientKey, RouteConfig, Target
 from gateway.errors import ApiError
 from gateway.prompts.versions import PromptVersion
 from gateway.proxy.runtime import Runtime
-from gateway.store.snapshot import PromptsSnapshot
+from gateway.store.snapshot import PromptEntry, PromptsSnapshot
 
 
 @dataclass(slots=True)  # not frozen: made per request, and frozen init is slow
@@ -82,24 +82,7 @@ def plan_prompt_route(
     entry = prompts.prompts.get(name)
     if entry is None:
         raise ApiError(404, f"Unknown prompt `{name}`.", code="prompt_not_found", param="model")
-    if pinned:
-        version = entry.versions.get(pinned)
-        if version is None:
-            raise ApiError(
-                404,
-                f"Prompt `{name}` has no version `{pinned}`.",
-                code="version_not_found",
-                param="model",
-            )
-    elif entry.picker is None or not entry.picker.versions:
-        raise ApiError(
-            404,
-            f"Prompt `{name}` has no live version yet.",
-            code="prompt_not_routed",
-            param="model",
-        )
-    else:
-        version = entry.versions[entry.picker.pick(sticky_key)]
+    version = _pick_version(entry, name, pinned, sticky_key)
     route = runtime.config.models.get(version.content.model)
     if route is None:
         raise ApiError(
@@ -116,3 +99,26 @@ def plan_prompt_route(
         version=version.id,
         pinned=bool(pinned),
     ), version
+
+
+def _pick_version(
+    entry: PromptEntry, name: str, pinned: str, sticky_key: str | None
+) -> PromptVersion:
+    if pinned:
+        version = entry.versions.get(pinned)
+        if version is None:
+            raise ApiError(
+                404,
+                f"Prompt `{name}` has no version `{pinned}`.",
+                code="version_not_found",
+                param="model",
+            )
+        return version
+    if entry.picker is None or not entry.picker.versions:
+        raise ApiError(
+            404,
+            f"Prompt `{name}` has no live version yet.",
+            code="prompt_not_routed",
+            param="model",
+        )
+    return entry.versions[entry.picker.pick(sticky_key)]

@@ -1,26 +1,18 @@
-"""The rollout controller on the app: its cleanup context (stores, version-stats
-observer, driver) and its admin routes: `/admin/prompts/{name}/rollout` start (POST),
-watch (GET), abort (DELETE), and `…/rollout/pause`, `…/rollout/resume`."""
+"""The rollout controller's admin routes: `/admin/prompts/{name}/rollout` start
+(POST), watch (GET), abort (DELETE), and `…/rollout/pause`, `…/rollout/resume`."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import METRICS, OBSERVERS, PROMPTS, RUNTIME
-from gateway.errors import ApiError
-from gateway.evaluation.feedback import FEEDBACK
+from gateway.appkeys import ROLLOUTS
+from gateway.decoding import Body, actor, decode
 from gateway.proxy.ingress import read_json
-from gateway.rollout.controller import ROLLOUTS, FeedbackSource, NoFeedback, RolloutController
-from gateway.rollout.state import MemoryRolloutStore, RolloutRequest, RolloutStore
-from gateway.rollout.version_stats import MemoryStats, StatsSink, VersionStats
-from gateway.store.redis import RedisStore
-from gateway.store.rollout_redis import RedisRolloutStore, RedisVersionStats
+from gateway.rollout.controller import RolloutController
+from gateway.rollout.state import RolloutRequest
 
 BODY_LIMIT = 64 * 1024
 
@@ -33,15 +25,10 @@ def _controller(request: web.Request) -> RolloutController:
     return request.config_dict[ROLLOUTS]
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    return await read_json(request, BODY_LIMIT) if request.can_read_body else {}
-
-
-def _actor(request: web.Request, body: dict[str, Any]) -> str:
-    by = body.get("by") or request.headers.get("X-Gateway-Actor") or "admin"
-    if not isinstance(by, str):
-        raise ApiError(400, "'by' must be a string.", param="by")
-    return by[:100]
+async def _acting(request: web.Request) -> str:
+    """Who acts, from a body that may be empty."""
+    data = await read_json(request, BODY_LIMIT) if request.can_read_body else {}
+    return actor(request, decode(data, Body).by)
 
 
 async def _answer(request: web.Request, status: int = 200) -> web.Response:
@@ -49,9 +36,8 @@ async def _answer(request: web.Request, status: int = 200) -> web.Response:
 
 
 async def start_rollout(request: web.Request) -> web.Response:
-    body = await read_json(request, BODY_LIMIT)
-    plan = RolloutRequest.from_json(body)
-    await _controller(request).start(request.match_info["name"], plan, _actor(request, body))
+    plan = decode(await read_json(request, BODY_LIMIT), RolloutRequest)
+    await _controller(request).start(request.match_info["name"], plan, actor(request, plan.by))
     return await _answer(request, 201)
 
 
@@ -60,20 +46,17 @@ async def show_rollout(request: web.Request) -> web.Response:
 
 
 async def abort_rollout(request: web.Request) -> web.Response:
-    body = await _body(request)
-    await _controller(request).abort(request.match_info["name"], _actor(request, body))
+    await _controller(request).abort(request.match_info["name"], await _acting(request))
     return await _answer(request)
 
 
 async def pause_rollout(request: web.Request) -> web.Response:
-    body = await _body(request)
-    await _controller(request).pause(request.match_info["name"], _actor(request, body))
+    await _controller(request).pause(request.match_info["name"], await _acting(request))
     return await _answer(request)
 
 
 async def resume_rollout(request: web.Request) -> web.Response:
-    body = await _body(request)
-    await _controller(request).resume(request.match_info["name"], _actor(request, body))
+    await _controller(request).resume(request.match_info["name"], await _acting(request))
     return await _answer(request)
 
 
@@ -83,35 +66,3 @@ def add_rollout_routes(admin: web.Application) -> None:
     admin.router.add_delete("/prompts/{name}/rollout", abort_rollout)
     admin.router.add_post("/prompts/{name}/rollout/pause", pause_rollout)
     admin.router.add_post("/prompts/{name}/rollout/resume", resume_rollout)
-
-
-async def rollout_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context, after the prompts' and feedback's ones: it uses their store.
-    Registers the version-stats observer and runs its flusher and the driver."""
-    holder = app[PROMPTS]
-    cfg = app[RUNTIME].current.config.rollout  # read at start
-    store = holder.store
-    rollouts: RolloutStore
-    sink: StatsSink
-    if isinstance(store, RedisStore):
-        rollouts = RedisRolloutStore(store.client, store.keys.prefix)
-        sink = RedisVersionStats(store.client, store.keys.prefix)
-    else:
-        rollouts, sink = MemoryRolloutStore(), MemoryStats()
-    stats = VersionStats(sink, cfg.bucket_s, cfg.stats_ttl_s, cfg.flush_interval_s)
-    real = app.get(FEEDBACK)  # None when feedback is not wired: its guard is skipped
-    feedback: FeedbackSource = real if real is not None else NoFeedback()
-    controller = RolloutController(holder, rollouts, stats, feedback, app[METRICS], cfg)
-    app[ROLLOUTS] = controller
-    app[OBSERVERS].append(stats)
-    flusher = asyncio.create_task(stats.flush_forever())
-    driver = asyncio.create_task(controller.drive_forever())
-    yield
-    controller.stop()
-    stats.stop()
-    for task in (driver, flusher):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    await controller.release_all()
-    await stats.close()

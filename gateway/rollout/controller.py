@@ -2,7 +2,7 @@
 (gateway.rollout.guards) find it no worse than the baseline; on a breach the rollout
 pauses or rolls back by itself.
 
-The rollout's state lives in the store (gateway.rollout.state), so it survives
+The rollout's state lives in the store (gateway.store.rollouts), so it survives
 restarts. Exactly one replica drives each rollout at a time: the holder of its lease
 in the store, renewed every `check_interval_s`; when the holder dies its lease runs
 out after `lease_s` and another replica takes over. Admin actions (start, pause,
@@ -23,27 +23,24 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
-from aiohttp import web
-
 from gateway.config.loader import RolloutConfig
-from gateway.errors import ApiError
+from gateway.errors import ApiError, Conflict, DomainError
 from gateway.prompts.versions import Routing, Shadow
 from gateway.rollout.guards import Side, Verdict, evaluate
 from gateway.rollout.state import (
-    Rollout,
-    RolloutEvent,
     RolloutRequest,
-    RolloutStore,
     already_running,
     format_weights,
     live,
     no_rollout,
     step_weights,
 )
-from gateway.rollout.version_stats import VersionCounts, VersionStats
+from gateway.rollout.version_stats import VersionStats
 from gateway.store.base import not_found, version_not_found
+from gateway.store.follower import PromptsHolder
 from gateway.store.records import FeedbackCounts
-from gateway.store.snapshot import PromptsHolder
+from gateway.store.rollouts import Rollout, RolloutEvent, RolloutStore
+from gateway.store.version_counts import VersionCounts
 from gateway.telemetry.metrics import Metrics
 
 log = logging.getLogger("gateway.rollout")
@@ -95,16 +92,14 @@ class RolloutController:
         if version is None:
             raise version_not_found(prompt, request.version)
         if version.status != "approved":
-            raise ApiError(
-                409,
+            raise Conflict(
                 f"Version {request.version} is a draft: approve it before rolling it out.",
                 code="version_not_approved",
             )
         if state.routing is None or not live(state.routing.weights):
-            raise ApiError(409, f"Prompt '{prompt}' has no live routing yet.", code="no_routing")
+            raise Conflict(f"Prompt '{prompt}' has no live routing yet.", code="no_routing")
         if not [v for v in live(state.routing.weights) if v != request.version]:
-            raise ApiError(
-                409,
+            raise Conflict(
                 f"{request.version} already has all of '{prompt}''s traffic.",
                 code="nothing_to_roll_out",
             )
@@ -180,9 +175,7 @@ class RolloutController:
             changed = change(current)
             if await self.store.save(changed, current.revision):
                 return changed
-        raise ApiError(
-            409, "The rollout is changing right now; try again.", code="concurrent_change"
-        )
+        raise Conflict("The rollout is changing right now; try again.", code="concurrent_change")
 
     # -- routing -------------------------------------------------------------------
 
@@ -272,7 +265,7 @@ class RolloutController:
             try:
                 async with self._lock(prompt):
                     await self._drive(prompt)
-            except ApiError as exc:  # e.g. the store refused the routing: next tick
+            except (ApiError, DomainError) as exc:  # e.g. the store refused the routing
                 log.warning("rollout of %s: %s", prompt, exc.message)
 
     async def release_all(self) -> None:
@@ -379,9 +372,8 @@ class RolloutController:
             self.metrics.rollout_events.labels(prompt, event).inc()
 
 
-def _not_in(r: Rollout, wanted: str) -> ApiError:
-    return ApiError(
-        409,
+def _not_in(r: Rollout, wanted: str) -> Conflict:
+    return Conflict(
         f"The rollout of {r.version} on '{r.prompt}' is {r.state}, not {wanted}.",
         code="rollout_state",
     )
@@ -393,6 +385,3 @@ def _routing_reason(r: Rollout) -> str:
         if event.weights is not None:
             return f"rollout {r.version} ({event.event}): {event.reason}"[:2000]
     return f"rollout {r.version}"
-
-
-ROLLOUTS = web.AppKey("rollouts", RolloutController)

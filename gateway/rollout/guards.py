@@ -8,49 +8,13 @@ no prices, too little feedback) is skipped and says why."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from gateway.errors import ApiError
-from gateway.rollout.version_stats import VersionCounts, quantile
+from gateway.store.rollouts import Guards
+from gateway.store.version_counts import VersionCounts, quantile
 
 Decision = Literal["promote", "hold", "breach"]
-
-
-@dataclass(frozen=True)
-class Guards:
-    min_requests: int = 50  # in both canary and baseline before any decision
-    max_error_rate_increase: float = 0.02  # canary error ratio - baseline's
-    max_p95_latency_ratio: float = 1.5  # canary p95 / baseline p95
-    max_p95_ttft_ratio: float = 1.5
-    max_cost_ratio: float = 1.3  # cost per priced request
-    max_negative_feedback_increase: float = 0.1  # negative share of feedback
-    min_feedback: int = 10  # feedback items in both before the feedback guard counts
-    # p95s below this count as this: a few ms of noise on a fast model is no breach.
-    latency_floor_s: float = 0.05
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Any) -> Guards:
-        """From an admin body (missing keys keep their defaults); a 400 names the key."""
-        if data is None:
-            return cls()
-        if not isinstance(data, dict):
-            raise ApiError(400, "'guards' must be an object.", param="guards")
-        known = {f.name: f for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in data.items():
-            if key not in known:
-                raise ApiError(400, f"Unknown guard '{key}'.", param=f"guards.{key}")
-            integer = key in ("min_requests", "min_feedback")
-            ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-            if isinstance(value, bool) or not ok_type or value < 0:
-                kind = "a whole number" if integer else "a number"
-                raise ApiError(400, f"'{key}' must be {kind} >= 0.", param=f"guards.{key}")
-            values[key] = value if integer else float(value)
-        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -1,185 +1,39 @@
-"""A gradual rollout's state, as stored (it outlives any one replica), the weights of
-each step, and the `RolloutStore` protocol with its embedded implementation.
-
-Every write is a compare-and-set on `revision`: the driver, admins on other replicas
-and a second driver that thinks it holds the lease can never overwrite each other's
-decisions; the loser reads again and decides again."""
+"""Starting a gradual rollout: the admin body that asks for one, and the weights of
+each step. The rollout as stored is gateway.store.rollouts."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from itertools import pairwise
-from typing import Any, Literal, Protocol
+from typing import Annotated, Literal
 
-from gateway.errors import ApiError
-from gateway.rollout.guards import Guards
+import msgspec
 
-State = Literal["running", "paused", "completed", "rolled_back", "aborted"]
-ACTIVE: tuple[str, ...] = ("running", "paused")
+from gateway.decoding import Body
+from gateway.errors import Conflict, Invalid, NotFound
+from gateway.store.rollouts import Guards, Rollout, RolloutEvent
+
 DEFAULT_STEPS = (5, 25, 50, 100)
 DEFAULT_INTERVAL_S = 600.0
-EVENTS_KEPT = 500  # newest events kept per rollout
+Percent = Annotated[int, msgspec.Meta(gt=0, le=100)]
 
 
-@dataclass(frozen=True)
-class RolloutEvent:
-    """`event`: start, promote, hold, pause, resume, rollback, complete or abort."""
-
-    at: float
-    event: str
-    step: int  # the canary's percent when it happened
-    by: str  # the replica that decided, or the admin
-    reason: str
-    weights: Mapping[str, int] | None = None  # the routing it asked for, if any
-    numbers: Mapping[str, Any] | None = None  # the verdict behind a decision
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "at": self.at,
-            "event": self.event,
-            "step": self.step,
-            "by": self.by,
-            "reason": self.reason,
-            "weights": dict(self.weights) if self.weights is not None else None,
-            "numbers": self.numbers,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RolloutEvent:
-        return cls(
-            at=data["at"],
-            event=data["event"],
-            step=data["step"],
-            by=data.get("by", ""),
-            reason=data.get("reason", ""),
-            weights=data.get("weights"),
-            numbers=data.get("numbers"),
-        )
-
-
-@dataclass(frozen=True)
-class Rollout:
-    prompt: str
-    version: str  # the canary
-    steps: tuple[int, ...]
-    interval_s: float
-    on_breach: Literal["rollback", "pause"]
-    guards: Guards
-    baseline: Mapping[str, int]  # the routing weights when it started
-    state: State = "running"
-    step_index: int = 0
-    step_started_at: float = 0.0  # unix time: the guards' window begins here
-    next_check_at: float = 0.0
-    weights: Mapping[str, int] = field(default_factory=dict)  # what the routing should be
-    pending: bool = True  # `weights` not yet written to the routing
-    revision: int = 0
-    started_at: float = 0.0
-    started_by: str = ""
-    events: tuple[RolloutEvent, ...] = ()
-
-    @property
-    def step(self) -> int:
-        return self.steps[self.step_index]
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE
-
-    @property
-    def baseline_versions(self) -> list[str]:
-        return [v for v, w in self.baseline.items() if w > 0 and v != self.version]
-
-    def with_event(self, event: RolloutEvent, **changes: Any) -> Rollout:
-        events = (*self.events, event)[-EVENTS_KEPT:]
-        return replace(self, events=events, revision=self.revision + 1, **changes)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "prompt": self.prompt,
-            "version": self.version,
-            "state": self.state,
-            "step": self.step,
-            "step_index": self.step_index,
-            "steps": list(self.steps),
-            "weights": dict(self.weights),
-            "baseline": dict(self.baseline),
-            "interval_s": self.interval_s,
-            "on_breach": self.on_breach,
-            "guards": self.guards.to_json(),
-            "step_started_at": self.step_started_at,
-            "next_check_at": self.next_check_at,
-            "pending": self.pending,
-            "revision": self.revision,
-            "started_at": self.started_at,
-            "started_by": self.started_by,
-            "events": [e.to_json() for e in self.events],
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Rollout:
-        return cls(
-            prompt=data["prompt"],
-            version=data["version"],
-            steps=tuple(data["steps"]),
-            interval_s=data["interval_s"],
-            on_breach=data["on_breach"],
-            guards=Guards(**data["guards"]),
-            baseline=data["baseline"],
-            state=data["state"],
-            step_index=data["step_index"],
-            step_started_at=data["step_started_at"],
-            next_check_at=data["next_check_at"],
-            weights=data["weights"],
-            pending=data["pending"],
-            revision=data["revision"],
-            started_at=data.get("started_at", 0.0),
-            started_by=data.get("started_by", ""),
-            events=tuple(RolloutEvent.from_json(e) for e in data.get("events", [])),
-        )
-
-
-@dataclass(frozen=True)
-class RolloutRequest:
+class RolloutRequest(Body, frozen=True, forbid_unknown_fields=True):
     """The body of `POST /admin/prompts/{name}/rollout`."""
 
-    version: str
-    steps: tuple[int, ...] = DEFAULT_STEPS
-    interval_s: float = DEFAULT_INTERVAL_S
+    version: Annotated[str, msgspec.Meta(min_length=1)]
+    steps: Annotated[tuple[Percent, ...], msgspec.Meta(min_length=1)] = DEFAULT_STEPS
+    interval_s: Annotated[float, msgspec.Meta(gt=0)] = DEFAULT_INTERVAL_S
     on_breach: Literal["rollback", "pause"] = "rollback"
-    guards: Guards = field(default_factory=Guards)
+    guards: Guards = msgspec.field(default_factory=Guards)
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RolloutRequest:
-        unknown = set(data) - {"version", "steps", "interval_s", "on_breach", "guards", "by"}
-        if unknown:
-            raise ApiError(400, f"Unknown fields: {', '.join(sorted(unknown))}.")
-        version = data.get("version")
-        if not isinstance(version, str) or not version:
-            raise ApiError(400, "'version' must be a version id such as v2.", param="version")
-        steps = data.get("steps", list(DEFAULT_STEPS))
-        if (
-            not isinstance(steps, list)
-            or not steps
-            or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps)
-            or any(not 0 < s <= 100 for s in steps)
-            or any(a >= b for a, b in pairwise(steps))
-            or steps[-1] != 100
-        ):
-            raise ApiError(
-                400,
+    def __post_init__(self) -> None:
+        if any(a >= b for a, b in pairwise(self.steps)) or self.steps[-1] != 100:
+            raise Invalid(
                 "'steps' must be increasing percents from 1 to 100, ending at 100.",
                 param="steps",
             )
-        interval = data.get("interval_s", DEFAULT_INTERVAL_S)
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
-            raise ApiError(400, "'interval_s' must be a number of seconds > 0.", param="interval_s")
-        on_breach = data.get("on_breach", "rollback")
-        if on_breach not in ("rollback", "pause"):
-            raise ApiError(400, "'on_breach' must be 'rollback' or 'pause'.", param="on_breach")
-        guards = Guards.from_json(data.get("guards"))
-        return cls(version, tuple(steps), float(interval), on_breach, guards)
 
     def rollout(self, prompt: str, baseline: Mapping[str, int], by: str) -> Rollout:
         now = time.time()
@@ -237,87 +91,13 @@ def live(weights: Mapping[str, int]) -> dict[str, int]:
     return {v: w for v, w in weights.items() if w > 0}
 
 
-def already_running(prompt: str, version: str) -> ApiError:
-    return ApiError(
-        409,
+def already_running(prompt: str, version: str) -> Conflict:
+    return Conflict(
         f"Prompt '{prompt}' already has a rollout in progress (of {version}): "
         "wait for it, or abort it first.",
         code="rollout_in_progress",
     )
 
 
-def no_rollout(prompt: str) -> ApiError:
-    return ApiError(404, f"Prompt '{prompt}' has no rollout.", code="rollout_not_found")
-
-
-class RolloutStore(Protocol):
-    """Rollout state and the driver's lease."""
-
-    kind: str
-
-    async def load(self, prompt: str) -> Rollout | None: ...
-
-    async def save(self, rollout: Rollout, expected_revision: int) -> bool:
-        """Write if the stored revision is still `expected_revision` (0: none stored);
-        False if someone else wrote first."""
-        ...
-
-    async def active(self) -> list[str]:
-        """Prompts whose rollout may need a driver (may include finished ones)."""
-        ...
-
-    async def forget(self, prompt: str) -> None:
-        """Drop a finished rollout from `active` (its state stays readable)."""
-        ...
-
-    async def lease(self, prompt: str, owner: str, ttl_s: float) -> bool:
-        """Take the prompt's driver lease, or renew it if `owner` holds it."""
-        ...
-
-    async def release(self, prompt: str, owner: str) -> None: ...
-
-    async def lease_holder(self, prompt: str) -> str | None: ...
-
-
-class MemoryRolloutStore:
-    """Embedded store: one process, so the one in-process driver always holds it."""
-
-    kind = "embedded"
-
-    def __init__(self) -> None:
-        self._rollouts: dict[str, Rollout] = {}
-        self._active: set[str] = set()
-        self._leases: dict[str, tuple[str, float]] = {}
-
-    async def load(self, prompt: str) -> Rollout | None:
-        return self._rollouts.get(prompt)
-
-    async def save(self, rollout: Rollout, expected_revision: int) -> bool:
-        current = self._rollouts.get(rollout.prompt)
-        if (current.revision if current else 0) != expected_revision:
-            return False
-        self._rollouts[rollout.prompt] = rollout
-        self._active.add(rollout.prompt)
-        return True
-
-    async def active(self) -> list[str]:
-        return sorted(self._active)
-
-    async def forget(self, prompt: str) -> None:
-        self._active.discard(prompt)
-
-    async def lease(self, prompt: str, owner: str, ttl_s: float) -> bool:
-        holder = self._leases.get(prompt)
-        now = time.monotonic()
-        if holder is None or holder[0] == owner or holder[1] < now:
-            self._leases[prompt] = (owner, now + ttl_s)
-            return True
-        return False
-
-    async def release(self, prompt: str, owner: str) -> None:
-        if self._leases.get(prompt, ("", 0.0))[0] == owner:
-            del self._leases[prompt]
-
-    async def lease_holder(self, prompt: str) -> str | None:
-        holder = self._leases.get(prompt)
-        return holder[0] if holder and holder[1] >= time.monotonic() else None
+def no_rollout(prompt: str) -> NotFound:
+    return NotFound(f"Prompt '{prompt}' has no rollout.", code="rollout_not_found")

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import PROMPTS, RUNTIME
+from gateway.appkeys import PROMPTS, RUNTIME, SHADOW_LOG
 from gateway.errors import ApiError
 from gateway.telemetry.recorder import RequestRecord
 
@@ -179,8 +179,6 @@ def parse_duration(text: str) -> float:
 
 
 # --- /admin routes -----------------------------------------------------------------
-
-SHADOW_LOG = web.AppKey("shadow_log", ShadowLog)
 
 
 def _since(request: web.Request) -> float:

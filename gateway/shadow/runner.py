@@ -33,7 +33,7 @@ from gateway.proxy.pipeline import Answered, Ending, complete_chat, record_of
 from gateway.proxy.relay import StreamRelay, StreamStart, open_stream
 from gateway.proxy.routing import RoutePlan, order_targets
 from gateway.shadow.report import Kind, Pair, ShadowLog, Side, clip, similarity
-from gateway.store.snapshot import PromptsHolder
+from gateway.store.follower import PromptsHolder
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.recorder import RequestRecord, Telemetry
 

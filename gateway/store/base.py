@@ -1,4 +1,5 @@
-"""The `Store` protocol both stores implement, and the rules they share."""
+"""The `Store` protocol both stores implement, and the rules they share. A store
+hands each feature its back end, so no feature asks which store it runs on."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from gateway.config.loader import PromptConfig
-from gateway.errors import ApiError
+from gateway.errors import Conflict, NotFound
 from gateway.prompts.versions import (
     PromptContent,
     PromptState,
@@ -15,17 +16,12 @@ from gateway.prompts.versions import (
     Routing,
     RoutingChange,
 )
+from gateway.store.captures import CaptureLog, Settings
+from gateway.store.records import Records
+from gateway.store.rollouts import RolloutStore
+from gateway.store.version_counts import StatsSink
 
 OnChange = Callable[[], Awaitable[None]]
-
-
-class StoreUnavailable(ApiError):
-    """The store cannot be reached: admin writes answer 503 at once, never hang."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(
-            503, f"The store is unavailable: {detail}", type_="api_error", code="store_unavailable"
-        )
 
 
 class Store(Protocol):
@@ -60,6 +56,22 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    # Each feature's back end, on the same store (one each, asked for by the wiring).
+
+    def capture_log(self, settings: Settings) -> CaptureLog:
+        """Captured requests; `settings` is read again as the config reloads."""
+        ...
+
+    def records(self) -> Records:
+        """The request index, feedback and suite results."""
+        ...
+
+    def rollouts(self) -> RolloutStore: ...
+
+    def version_stats(self) -> StatsSink:
+        """Per prompt-version request counts, for the rollout guards."""
+        ...
+
 
 def new_version(number: int, content: PromptContent, by: str) -> PromptVersion:
     return PromptVersion(
@@ -67,20 +79,19 @@ def new_version(number: int, content: PromptContent, by: str) -> PromptVersion:
     )
 
 
-def not_found(name: str) -> ApiError:
-    return ApiError(404, f"Unknown prompt '{name}'.", code="prompt_not_found")
+def not_found(name: str) -> NotFound:
+    return NotFound(f"Unknown prompt '{name}'.", code="prompt_not_found")
 
 
-def version_not_found(name: str, version: str) -> ApiError:
-    return ApiError(404, f"Prompt '{name}' has no version '{version}'.", code="version_not_found")
+def version_not_found(name: str, version: str) -> NotFound:
+    return NotFound(f"Prompt '{name}' has no version '{version}'.", code="version_not_found")
 
 
 def rollback_change(
     name: str, history: list[RoutingChange], current: Routing | None, by: str
 ) -> tuple[Routing, RoutingChange]:
     if not history or history[0].before is None or current is None:
-        raise ApiError(
-            409,
+        raise Conflict(
             f"Prompt '{name}' has no earlier routing to go back to.",
             code="nothing_to_roll_back",
         )

@@ -20,6 +20,10 @@ from gateway.store.base import (
     rollback_change,
     version_not_found,
 )
+from gateway.store.captures import CaptureLog, FileCaptureLog, MemoryCaptureLog, Settings
+from gateway.store.records import MemoryRecords, Records
+from gateway.store.rollouts import MemoryRolloutStore, RolloutStore
+from gateway.store.version_counts import MemoryStats, StatsSink
 
 
 class MemoryStore:
@@ -30,6 +34,9 @@ class MemoryStore:
         self._routing: dict[str, Routing] = {}
         self._history: dict[str, list[RoutingChange]] = {}
         self._lock = asyncio.Lock()
+        self._records = MemoryRecords()
+        self._rollouts = MemoryRolloutStore()
+        self._stats = MemoryStats()
 
     async def load_all(self) -> dict[str, PromptState]:
         return {name: self._state(name) for name in self._versions}
@@ -101,3 +108,17 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
+
+    def capture_log(self, settings: Settings) -> CaptureLog:
+        """The `capture.file` set at start (rotating JSON lines), else in memory."""
+        path = settings().file
+        return FileCaptureLog(path, settings) if path else MemoryCaptureLog(settings)
+
+    def records(self) -> Records:
+        return self._records
+
+    def rollouts(self) -> RolloutStore:
+        return self._rollouts
+
+    def version_stats(self) -> StatsSink:
+        return self._stats

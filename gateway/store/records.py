@@ -16,19 +16,15 @@ The `{prompt}` hash tags keep a prompt's keys in one Cluster slot, next to its v
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple, Protocol
 
 import orjson
-from redis.exceptions import RedisError
 
-from gateway.store.base import StoreUnavailable
-from gateway.store.redis import unavailable_reason
-from gateway.store.redis_connect import RedisClient
+from gateway.store.redis_connect import RedisClient, unavailable_on_error
 
 REQUEST_INDEX_TTL_S = 24 * 3600  # feedback is accepted this long after the request
 # Entries in each process's in-memory index (~280 bytes each); Redis, when configured,
@@ -231,7 +227,7 @@ class RedisRecords:
         await pipe.execute()
 
     async def served_by(self, request_id: str) -> ServedBy | None:
-        with _store_errors():
+        with unavailable_on_error():
             raw = await self._client.get(self.request_key(request_id))
         return ServedBy.from_json(orjson.loads(raw)) if raw else None
 
@@ -245,7 +241,7 @@ class RedisRecords:
         pipe.expire(key, FEEDBACK_RETENTION_S + FEEDBACK_BUCKET_S)
         event = orjson.dumps(_event(served, score, value, comment, now))
         pipe.xadd(self.events_key, {"e": event}, maxlen=FEEDBACK_EVENTS, approximate=True)
-        with _store_errors():
+        with unavailable_on_error():
             await pipe.execute()
 
     async def feedback_counts(self, prompt: str, version: str, since_s: float) -> FeedbackCounts:
@@ -253,7 +249,7 @@ class RedisRecords:
         for bucket in buckets_since(since_s, time.time()):
             pipe.hgetall(self.feedback_key(prompt, version, bucket))
         total = FeedbackCounts()
-        with _store_errors():
+        with unavailable_on_error():
             replies = await pipe.execute()
         for raw in replies:
             fields = {_text(k): _text(v) for k, v in (raw or {}).items()}
@@ -270,7 +266,7 @@ class RedisRecords:
         pipe = self._client.pipeline(transaction=True)
         pipe.lpush(key, orjson.dumps(run))
         pipe.ltrim(key, 0, SUITE_RUNS_KEPT - 1)
-        with _store_errors():
+        with unavailable_on_error():
             await pipe.execute()
 
     async def suite_runs(self, name: str, versions: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -279,22 +275,13 @@ class RedisRecords:
         pipe = self._client.pipeline(transaction=False)
         for version in versions:
             pipe.lrange(self.suite_key(name, version), 0, -1)
-        with _store_errors():
+        with unavailable_on_error():
             replies = await pipe.execute()
         return {
             version: [orjson.loads(item) for item in raw]
             for version, raw in zip(versions, replies, strict=True)
             if raw
         }
-
-
-@contextlib.contextmanager
-def _store_errors() -> Iterator[None]:
-    """For callers that answer a client: Redis down is a 503, never a hang or a 500."""
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailable(unavailable_reason(exc)) from exc
 
 
 def _event(served: ServedBy, score: float, value: str, comment: str, at: float) -> dict[str, Any]:

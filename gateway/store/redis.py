@@ -14,23 +14,16 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
 from redis.asyncio.client import PubSub
-from redis.exceptions import (
-    AuthenticationError,
-    ReadOnlyError,
-    RedisError,
-    WatchError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError, WatchError
 
 from gateway.config.loader import RedisConfig
-from gateway.errors import ApiError
+from gateway.errors import Conflict
 from gateway.prompts.versions import (
     PromptContent,
     PromptState,
@@ -41,13 +34,18 @@ from gateway.prompts.versions import (
 )
 from gateway.store.base import (
     OnChange,
-    StoreUnavailable,
     new_version,
     not_found,
     rollback_change,
     version_not_found,
 )
-from gateway.store.redis_connect import Closer, RedisClient, connect
+from gateway.store.captures import CaptureLog, RedisCaptureLog, Settings
+from gateway.store.prompt_records import decode_change, decode_routing, decode_version
+from gateway.store.records import Records, RedisRecords
+from gateway.store.redis_connect import Closer, RedisClient, connect, unavailable_on_error
+from gateway.store.rollout_redis import RedisRolloutStore, RedisVersionStats
+from gateway.store.rollouts import RolloutStore
+from gateway.store.version_counts import StatsSink
 
 log = logging.getLogger("gateway.store")
 
@@ -92,27 +90,6 @@ class Keys:
         return f"{self.prefix}changes"
 
 
-def unavailable_reason(exc: BaseException) -> str:
-    """Short and free of secrets: never the URL, never Redis's own message."""
-    if isinstance(exc, RedisTimeoutError | TimeoutError):
-        return "Redis did not answer in time"
-    if isinstance(exc, AuthenticationError):
-        return "Redis refused the credentials"
-    if isinstance(exc, ReadOnlyError):
-        return "Redis is read-only (a replica?)"
-    if isinstance(exc, RedisConnectionError | OSError):
-        return "cannot connect to Redis"
-    return f"Redis error ({type(exc).__name__})"
-
-
-@contextlib.contextmanager
-def _admin_errors() -> Iterator[None]:
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailable(unavailable_reason(exc)) from exc
-
-
 def _dumps(data: Any) -> bytes:
     return orjson.dumps(data)
 
@@ -152,8 +129,21 @@ class RedisStore:
 
     @property
     def client(self) -> RedisClient:
-        """Shared with the other Redis records (gateway.store.captures, .records)."""
         return self._client
+
+    # -- each feature's back end, on this client and prefix ------------------------
+
+    def capture_log(self, settings: Settings) -> CaptureLog:
+        return RedisCaptureLog(self._client, self.keys.prefix, settings)
+
+    def records(self) -> Records:
+        return RedisRecords(self._client, self.keys.prefix)
+
+    def rollouts(self) -> RolloutStore:
+        return RedisRolloutStore(self._client, self.keys.prefix)
+
+    def version_stats(self) -> StatsSink:
+        return RedisVersionStats(self._client, self.keys.prefix)
 
     # -- reads ---------------------------------------------------------------------
 
@@ -178,24 +168,22 @@ class RedisStore:
             raw_routing, raw_versions = replies[2 * i], replies[2 * i + 1]
             if not raw_versions:  # named before its first version was written
                 continue
-            versions = {
-                _text(k): PromptVersion.from_json(orjson.loads(v)) for k, v in raw_versions.items()
-            }
-            routing = Routing.from_json(orjson.loads(raw_routing)) if raw_routing else None
+            versions = {_text(k): decode_version(v) for k, v in raw_versions.items()}
+            routing = decode_routing(raw_routing) if raw_routing else None
             states[name] = PromptState(name, versions, routing)
         return states
 
     async def get_prompt(self, name: str) -> PromptState | None:
-        with _admin_errors():
+        with unavailable_on_error():
             return (await self._read_states([name])).get(name)
 
     async def history(self, name: str, limit: int = 100) -> list[RoutingChange]:
-        with _admin_errors():
+        with unavailable_on_error():
             await self._require_prompt(name)
             if limit <= 0:
                 return []
             raw = await self._client.lrange(self.keys.history(name), 0, limit - 1)
-        return [RoutingChange.from_json(orjson.loads(item)) for item in raw]
+        return [decode_change(item) for item in raw]
 
     async def _require_prompt(self, name: str) -> None:
         if not await self._client.exists(self.keys.versions(name)):
@@ -205,11 +193,11 @@ class RedisStore:
         raw = await self._client.hgetall(self.keys.versions(name))
         if not raw:
             raise not_found(name)
-        return {_text(k): PromptVersion.from_json(orjson.loads(v)) for k, v in raw.items()}
+        return {_text(k): decode_version(v) for k, v in raw.items()}
 
     async def _routing(self, name: str) -> Routing | None:
         raw = await self._client.get(self.keys.routing(name))
-        return Routing.from_json(orjson.loads(raw)) if raw else None
+        return decode_routing(raw) if raw else None
 
     # -- writes --------------------------------------------------------------------
 
@@ -223,7 +211,7 @@ class RedisStore:
             if existing is not None:
                 raw = await self._client.hget(keys.versions(name), existing)
                 if raw is not None:
-                    return (PromptVersion.from_json(orjson.loads(raw)), False), None
+                    return (decode_version(raw), False), None
             count = await self._client.hlen(keys.versions(name))
             created = new_version(count + 1, content, by)
 
@@ -233,7 +221,7 @@ class RedisStore:
 
             return (created, True), writes
 
-        with _admin_errors():
+        with unavailable_on_error():
             # Named first: a name without versions is skipped by readers, a version
             # without its name would be invisible.
             await self._client.sadd(keys.prompts, name)
@@ -247,13 +235,13 @@ class RedisStore:
             raw = await self._client.hget(key, version)
             if raw is None:
                 raise version_not_found(name, version)
-            current = PromptVersion.from_json(orjson.loads(raw))
+            current = decode_version(raw)
             if current.status == "approved":
                 return current, None
             approved = current.approved(by, note)
             return approved, lambda pipe: pipe.hset(key, version, _dumps(approved.to_json()))
 
-        with _admin_errors():
+        with unavailable_on_error():
             return await self._transact(name, [key], plan)
 
     async def set_routing(self, name: str, routing: Routing, by: str, reason: str) -> RoutingChange:
@@ -267,7 +255,7 @@ class RedisStore:
             )
             return change, self._change_writes(name, change)
 
-        with _admin_errors():
+        with unavailable_on_error():
             watched = [keys.versions(name), keys.routing(name), keys.history(name)]
             return await self._transact(name, watched, plan)
 
@@ -277,11 +265,11 @@ class RedisStore:
         async def plan() -> tuple[RoutingChange, Writes | None]:
             await self._require_prompt(name)
             last = await self._client.lindex(keys.history(name), 0)
-            history = [RoutingChange.from_json(orjson.loads(last))] if last else []
+            history = [decode_change(last)] if last else []
             _, change = rollback_change(name, history, await self._routing(name), by)
             return change, self._change_writes(name, change)
 
-        with _admin_errors():
+        with unavailable_on_error():
             return await self._transact(name, [keys.routing(name), keys.history(name)], plan)
 
     def _change_writes(self, name: str, change: RoutingChange) -> Writes:
@@ -315,8 +303,7 @@ class RedisStore:
                         continue
                 await self._notify(name)
                 return result
-        raise ApiError(
-            409,
+        raise Conflict(
             f"Prompt '{name}' is being changed by others right now; try again.",
             code="concurrent_change",
         )

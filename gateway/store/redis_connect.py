@@ -5,7 +5,8 @@ a frozen Redis must make a call fail fast, never hang the caller."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -15,9 +16,12 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, ReadOnlyError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.config.loader import RedisConfig
+from gateway.store.errors import StoreUnavailable
 
 SENTINEL_SCHEME = "redis+sentinel://"
 SENTINEL_PORT = 26379
@@ -97,3 +101,26 @@ def connect(cfg: RedisConfig) -> tuple[RedisClient, list[Closer]]:
     if cfg.cluster:
         return RedisCluster.from_url(cfg.url, **options), []
     return Redis.from_url(cfg.url, **options), []
+
+
+def unavailable_reason(exc: BaseException) -> str:
+    """Short and free of secrets: never the URL, never Redis's own message."""
+    if isinstance(exc, RedisTimeoutError | TimeoutError):
+        return "Redis did not answer in time"
+    if isinstance(exc, AuthenticationError):
+        return "Redis refused the credentials"
+    if isinstance(exc, ReadOnlyError):
+        return "Redis is read-only (a replica?)"
+    if isinstance(exc, RedisConnectionError | OSError):
+        return "cannot connect to Redis"
+    return f"Redis error ({type(exc).__name__})"
+
+
+@contextlib.contextmanager
+def unavailable_on_error() -> Iterator[None]:
+    """For callers that answer a client: Redis down is `StoreUnavailable` at once,
+    never a hang or a 500."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailable(unavailable_reason(exc)) from exc

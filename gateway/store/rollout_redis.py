@@ -1,6 +1,6 @@
 """Rollouts and per-version request counts in Redis, on the store's client and prefix.
 
-- `{prefix}rollout:{NAME}:state`: STRING, the rollout as JSON (gateway.rollout.state).
+- `{prefix}rollout:{NAME}:state`: STRING, the rollout as JSON (gateway.store.rollouts).
   Written only by compare-and-set on its `revision` (a Lua script).
 - `{prefix}rollout:{NAME}:lease`: STRING, the id of the replica driving the rollout,
   with a TTL (`SET NX PX`); renewed by its holder and released only by it (Lua).
@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from gateway.rollout.state import Rollout
-from gateway.rollout.version_stats import Batch, VersionCounts, bucket_starts_ms
 from gateway.store.redis_connect import RedisClient
+from gateway.store.rollouts import Rollout, decode_rollout
+from gateway.store.version_counts import Batch, VersionCounts, bucket_starts_ms
 
 _SAVE_IF_REVISION = """
 local current = redis.call('GET', KEYS[1])
@@ -75,7 +75,7 @@ class RedisRolloutStore:
 
     async def load(self, prompt: str) -> Rollout | None:
         raw = await self._client.get(self.keys.state(prompt))
-        return Rollout.from_json(orjson.loads(raw)) if raw else None
+        return decode_rollout(raw) if raw else None
 
     async def save(self, rollout: Rollout, expected_revision: int) -> bool:
         # The name is added before and after the write: a concurrent `forget` (which

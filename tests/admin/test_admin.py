@@ -289,3 +289,28 @@ async def test_prompts_cli(setup: Any, tmp_path: Path) -> None:
     assert code == 0 and json.loads(out)["routing"]["weights"] == {"v1": 100}
     code, _, err = await _cli(gw, "list", token="wrong")
     assert code == 1 and "401" in err
+
+
+async def test_a_bad_field_is_named_and_who_acts_is_read_one_way(setup: Any) -> None:
+    gw, admin, _ = setup
+    for path, body, param in (
+        ("/prompts/support/versions/v1/approve", {"note": 3}, "note"),
+        ("/prompts/support/routing", {"weights": {"v1": "all"}}, "weights"),
+        ("/prompts/support/rollback", {"by": ["x"]}, "by"),
+        ("/prompts/support/rollout", {"version": "v1", "interval_s": 0}, "interval_s"),
+    ):
+        status, error = await admin.call("POST" if "routing" not in path else "PUT", path, body)
+        assert (status, error["error"]["type"], error["error"]["param"]) == (
+            400,
+            "invalid_request_error",
+            param,
+        ), path
+    async with (
+        aiohttp.ClientSession() as session,
+        session.put(
+            gw.url("/admin/prompts/support/routing"),
+            json={"weights": {"v1": 100}, "reason": "same"},
+            headers={"Authorization": f"Bearer {ADMIN}", "X-Gateway-Actor": "carol"},
+        ) as r,
+    ):
+        assert r.status == 200 and (await r.json())["by"] == "carol"

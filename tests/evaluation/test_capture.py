@@ -14,9 +14,9 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.appkeys import CAPTURE
 from gateway.config.loader import load_config
 from gateway.config.source import ConfigError
-from gateway.evaluation.capture import CAPTURE
 from tests.conftest import CLIENT_TOKEN, Gateway, Upstream
 from tests.eval_support import Admin, gateway_config
 from tests.redis_fixtures import RedisServer

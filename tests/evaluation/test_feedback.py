@@ -13,8 +13,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.appkeys import METRICS
-from gateway.evaluation.feedback import FEEDBACK
+from gateway.appkeys import FEEDBACK, METRICS
 from gateway.store.records import RecentRequests, ServedBy
 from tests.conftest import CLIENT_TOKEN, Gateway, Upstream, key_sha256
 from tests.eval_support import Admin, gateway_config

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.evaluation.capture import CAPTURE
+from gateway.appkeys import CAPTURE
 from gateway.evaluation.replay_report import report_paths
 from tests.conftest import CLIENT_TOKEN, Gateway, Upstream
 from tests.eval_support import Admin, cli_connection, gateway_config, run_cli

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.evaluation.capture import CAPTURE
+from gateway.appkeys import CAPTURE
 from gateway.evaluation.chat_client import ChatResult
 from gateway.evaluation.suites import Case, SuiteError, judge, load_suite, schema_errors
 from tests.conftest import CLIENT_TOKEN, Gateway, Upstream

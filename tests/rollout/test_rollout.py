@@ -19,11 +19,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
-from gateway.appkeys import METRICS
+from gateway.appkeys import METRICS, ROLLOUTS
 from gateway.cli.main import main as cli_main
 from gateway.config.loader import load_config
 from gateway.config.source import ConfigError
-from gateway.rollout.controller import ROLLOUTS
 from gateway.rollout.state import RolloutRequest
 from gateway.store.redis import RedisStore
 from gateway.store.rollout_redis import RedisRolloutStore

@@ -7,10 +7,12 @@ import random
 
 import pytest
 
-from gateway.errors import ApiError
-from gateway.rollout.guards import Guards, Side, evaluate
+from gateway.decoding import decode
+from gateway.errors import DomainError, api_error
+from gateway.rollout.guards import Side, evaluate
 from gateway.rollout.state import RolloutRequest, step_weights
-from gateway.rollout.version_stats import HISTOGRAM_BOUNDS, VersionCounts, quantile, slot_of
+from gateway.store.rollouts import Guards
+from gateway.store.version_counts import HISTOGRAM_BOUNDS, VersionCounts, quantile, slot_of
 
 
 def counts(
@@ -154,12 +156,12 @@ def test_step_weights_scale_the_baseline_and_always_sum_to_100() -> None:
     ],
 )
 def test_a_bad_rollout_request_is_a_400(body: dict[str, object]) -> None:
-    with pytest.raises(ApiError) as caught:
-        RolloutRequest.from_json(body)
-    assert caught.value.status == 400
+    with pytest.raises(DomainError) as caught:
+        decode(body, RolloutRequest)
+    assert api_error(caught.value).status == 400
 
 
 def test_a_rollout_request_keeps_the_defaults_it_is_not_given() -> None:
-    request = RolloutRequest.from_json({"version": "v2", "guards": {"min_requests": 5}})
+    request = decode({"version": "v2", "guards": {"min_requests": 5}}, RolloutRequest)
     assert request.steps == (5, 25, 50, 100) and request.on_breach == "rollback"
     assert request.guards == Guards(min_requests=5)

@@ -17,13 +17,14 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from gateway.config.loader import PromptConfig, RedisConfig
-from gateway.errors import ApiError
+from gateway.errors import DomainError, api_error
 from gateway.prompts.versions import PromptContent, Routing, RoutingChange, Shadow
-from gateway.store.base import Store, StoreUnavailable, seed_prompts
+from gateway.store.base import Store, seed_prompts
+from gateway.store.errors import StoreUnavailable
+from gateway.store.follower import PromptsHolder
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
 from gateway.store.redis_connect import SentinelTarget, parse_sentinel_url
-from gateway.store.snapshot import PromptsHolder
 from gateway.telemetry.metrics import Metrics
 from tests.redis_fixtures import RedisServer, make_redis_config
 
@@ -87,9 +88,9 @@ async def test_same_content_is_the_same_version(store: Store) -> None:
 async def test_a_draft_cannot_get_weight_but_may_be_shadowed(store: Store) -> None:
     (v1,) = await approved_versions(store, "p", "one")
     draft, _ = await store.push_version("p", content("two"), by="alice")
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(DomainError) as err:
         await store.set_routing("p", Routing({v1: 50, draft.id: 50}), by="bob", reason="")
-    assert (err.value.status, err.value.code) == (409, "draft_version")
+    assert (api_error(err.value).status, err.value.code) == (409, "draft_version")
     shadowed = Routing({v1: 100, draft.id: 0}, Shadow((draft.id,), 0.25))
     change = await store.set_routing("p", shadowed, by="bob", reason="shadow the draft")
     assert change.after == shadowed
@@ -111,9 +112,9 @@ async def test_bad_routing_is_400_and_changes_nothing(
 ) -> None:
     await approved_versions(store, "p", "one", "two")
     await store.set_routing("p", Routing({"v1": 100}), by="bob", reason="start")
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(DomainError) as err:
         await store.set_routing("p", Routing(weights, Shadow(shadow, 1.0)), by="x", reason="")
-    assert (err.value.status, err.value.code) == (400, code)
+    assert (api_error(err.value).status, err.value.code) == (400, code)
     state = await store.get_prompt("p")
     assert state is not None and state.routing == Routing({"v1": 100})
     assert len(await store.history("p")) == 1
@@ -129,9 +130,9 @@ async def test_unknown_prompts_and_versions(store: Store) -> None:
         store.rollback("nope", by="bob"),
         store.history("nope"),
     ):
-        with pytest.raises(ApiError) as err:
+        with pytest.raises(DomainError) as err:
             await call
-        assert err.value.status == 404
+        assert api_error(err.value).status == 404
 
 
 async def test_approval_records_who_when_and_why(store: Store) -> None:
@@ -178,13 +179,13 @@ async def test_rollback_restores_the_previous_routing_and_is_recorded(store: Sto
 
 async def test_rollback_without_an_earlier_routing_is_409(store: Store) -> None:
     (v1,) = await approved_versions(store, "p", "one")
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(DomainError) as err:
         await store.rollback("p", by="oncall")
-    assert (err.value.status, err.value.code) == (409, "nothing_to_roll_back")
+    assert (api_error(err.value).status, err.value.code) == (409, "nothing_to_roll_back")
     await store.set_routing("p", Routing({v1: 100}), by="alice", reason="launch")
-    with pytest.raises(ApiError) as err:  # the only change had no "before"
+    with pytest.raises(DomainError) as err:  # the only change had no "before"
         await store.rollback("p", by="oncall")
-    assert err.value.status == 409
+    assert api_error(err.value).status == 409
 
 
 async def test_config_prompts_are_seeded_then_arrive_as_drafts(store: Store) -> None:
@@ -403,7 +404,7 @@ async def assert_unavailable(store: RedisStore, *secrets: str) -> None:
         for call in calls:
             with pytest.raises(StoreUnavailable) as err:
                 await call()
-            assert err.value.status == 503
+            assert api_error(err.value).status == 503
             assert not any(secret in str(err.value) for secret in secrets)
         with pytest.raises(RedisError):
             await store.load_all()
