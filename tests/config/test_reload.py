@@ -228,3 +228,56 @@ async def test_reload_pushes_config_prompts(
         # The edit arrives as a draft; the live weights stay on v1.
         assert prompt_state["versions"][1]["status"] == "draft"
         assert prompt_state["routing"]["weights"] == {"v1": 100}
+
+
+async def test_a_request_is_priced_with_the_config_it_started_with(
+    aiohttp_server: AiohttpServer, tmp_path: Path, upstream: Upstream
+) -> None:
+    """A reload that changes a price half-way through a stream does not reprice it."""
+    model = "chunk_delay=50+words=10"
+
+    def text(output_per_mtok: int) -> str:
+        return f"""
+[server]
+admin_token = "{ADMIN}"
+[providers.fake]
+type = "openai"
+base_url = "{upstream.base_url}"
+[models.a]
+targets = [{{ provider = "fake", model = "{model}" }}]
+[pricing."{model}"]
+input_per_mtok = 0
+output_per_mtok = {output_per_mtok}
+[[keys]]
+name = "k"
+sha256 = "{key_sha256()}"
+"""
+
+    path = tmp_path / "gateway.toml"
+    path.write_text(text(1_000_000))  # $1 per output token
+    server = await start(aiohttp_server, path, 3600)  # reloads only when asked
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    body = {"model": "a", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            server.make_url("/v1/chat/completions"),
+            json=body,
+            headers={"Authorization": f"Bearer {CLIENT_TOKEN}"},
+        ) as stream:
+            assert (await stream.content.readuntil(b"\n\n")).startswith(b"data: ")
+            path.write_text(text(2_000_000))
+            async with session.post(server.make_url("/admin/reload"), headers=admin) as r:
+                assert r.status == 200
+            assert (await stream.read()).endswith(b"data: [DONE]\n\n")
+        async with session.get(server.make_url("/metrics")) as r:
+            page = await r.text()
+    costs = [line for line in page.splitlines() if line.startswith("gateway_cost_usd_total{")]
+    tokens = [
+        line
+        for line in page.splitlines()
+        if line.startswith("gateway_tokens_total{") and 'type="output"' in line
+    ]
+    assert len(costs) == len(tokens) == 1
+    output_tokens = float(tokens[0].rsplit(" ", 1)[1])
+    assert output_tokens > 0
+    assert float(costs[0].rsplit(" ", 1)[1]) == pytest.approx(output_tokens * 1.0)
