@@ -41,7 +41,6 @@ from gateway.appkeys import (
     Lifecycle,
 )
 from gateway.config.loader import CaptureConfig, GatewayConfig
-from gateway.errors import domain_errors
 from gateway.evaluation.capture import Capture
 from gateway.evaluation.feedback import FeedbackStats, RequestIndex, post_feedback
 from gateway.evaluation.suite_results import SuiteResults
@@ -65,7 +64,7 @@ from gateway.telemetry.recorder import Telemetry
 def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.Application:
     """`watch_interval_s`: how often the config file is checked for changes."""
     # Body size is enforced per request from the live config (see api.read_json).
-    app = web.Application(middlewares=[gateway_middleware, domain_errors], client_max_size=2**31)
+    app = web.Application(middlewares=[gateway_middleware], client_max_size=2**31)
     disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` doubles series
     quiet_client_mistakes()
     metrics = Metrics()

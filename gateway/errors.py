@@ -9,12 +9,10 @@ what domain and store code raise; `api_error` is the one place a kind becomes a 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 import orjson
-from aiohttp import web
 
 Reason = Literal[
     "timeout",
@@ -125,18 +123,6 @@ def api_error(error: DomainError) -> ApiError:
     found = (v for kind, v in _STATUS.items() if isinstance(error, kind))
     status, type_ = next(found, (400, "invalid_request_error"))
     return ApiError(status, error.message, type_=type_, code=error.code, param=error.param)
-
-
-@web.middleware
-async def domain_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Every handler's domain errors as `ApiError`s (the app's outer middleware
-    answers those in OpenAI's shape)."""
-    try:
-        return await handler(request)
-    except DomainError as error:
-        raise api_error(error) from error
 
 
 @dataclass

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway.appkeys import INGRESS, METRICS, RUNTIME, TELEMETRY
-from gateway.errors import ApiError, error_body
+from gateway.errors import ApiError, DomainError, api_error, error_body
 from gateway.proxy.ingress import Ingress
 from gateway.telemetry.recorder import RequestRecord
 
@@ -93,6 +93,8 @@ def error_answer(request: web.Request, exc: Exception) -> web.Response:
     """An error the handler raised, in OpenAI's shape and never with a traceback."""
     if isinstance(exc, ApiError):
         return json_error(exc)
+    if isinstance(exc, DomainError):  # the store's or a feature's: mapped here, once
+        return json_error(api_error(exc))
     if isinstance(exc, web.HTTPException):
         message = "Unknown path." if exc.status == 404 else exc.reason
         code = "unknown_url" if exc.status == 404 else None
