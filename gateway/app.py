@@ -175,7 +175,7 @@ async def _evaluation(app: web.Application) -> AsyncIterator[None]:
         return runtime.current.config.capture
 
     records = holder.store.records()
-    capture = Capture(runtime, holder, holder.store.capture_log(settings))
+    capture = Capture(runtime, holder.store.capture_log(settings))
     index = RequestIndex(runtime, records)
     app[CAPTURE] = capture
     app[FEEDBACK] = FeedbackStats(index, records, app[METRICS])

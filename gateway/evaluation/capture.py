@@ -28,7 +28,6 @@ from gateway.proxy.observers import IGNORE, WATCH_ANSWER
 from gateway.proxy.runtime import RuntimeHolder
 from gateway.store.batch_writer import BatchWriter
 from gateway.store.captures import CaptureLog, Record
-from gateway.store.follower import PromptsHolder
 from gateway.telemetry.recorder import RequestRecord
 
 log = logging.getLogger("gateway.capture")
@@ -80,9 +79,8 @@ def wanted(cfg: CaptureConfig, call: Call, draw: Callable[[], float] = random.ra
 class Capture:
     """The capture observer and its batch writer (see the module's docstring)."""
 
-    def __init__(self, runtime: RuntimeHolder, prompts: PromptsHolder, log_: CaptureLog) -> None:
+    def __init__(self, runtime: RuntimeHolder, log_: CaptureLog) -> None:
         self._runtime = runtime
-        self._prompts = prompts
         self.log = log_
         self.writer: BatchWriter[Record] = BatchWriter(
             "capture", self._write, self._batch_settings, max_queued=10_000
