@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import orjson
 
-from gateway.errors import ApiError, Conflict, Invalid
+from gateway.errors import Conflict, Invalid
 
 BUCKETS = 10_000
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -189,13 +189,12 @@ class VersionPicker:
 def render_messages(content: PromptContent, variables: Mapping[str, Any]) -> list[dict[str, Any]]:
     """`{{name}}` replaced by the variable's text in one pass: a value is inserted as
     text and never read again as a template. A missing variable is the request's
-    fault, found on the request path: an `ApiError` (400) at once."""
+    fault: `Invalid` (a 400) at once."""
 
     def value_of(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in variables:
-            raise ApiError(
-                400,
+            raise Invalid(
                 f"Missing prompt variable '{name}'.",
                 param="prompt_variables",
                 code="missing_variable",

@@ -23,7 +23,7 @@ from typing import Any
 
 from gateway.config.features import ShadowConfig
 from gateway.config.routes import RouteConfig, Target
-from gateway.errors import ApiError, UpstreamError
+from gateway.errors import ApiError, DomainError, UpstreamError
 from gateway.prompts.versions import PromptVersion, render_messages
 from gateway.proxy.answer_text import answer_text
 from gateway.proxy.call import SHADOW, Call
@@ -214,12 +214,18 @@ class ShadowRunner:
         runtime = primary_call.runtime
         mirror = job.mirror
         call: Call | None = None
-        if isinstance(mirror, VersionMirror):
-            route = runtime.config.models.get(mirror.shadow.content.model)
-            if route is not None:
-                call = self._call(job, route, order_targets(route), _version_body(job, mirror))
-        else:
-            call = self._call(job, primary_call.plan.route, (mirror.target,), primary_call.body)
+        status, error = 404, "model_not_found"  # the shadow version's route is gone
+        try:
+            if isinstance(mirror, VersionMirror):
+                route = runtime.config.models.get(mirror.shadow.content.model)
+                if route is not None:
+                    body = _version_body(job, mirror)
+                    call = self._call(job, route, order_targets(route), body)
+            else:
+                route = primary_call.plan.route
+                call = self._call(job, route, (mirror.target,), primary_call.body)
+        except DomainError as refused:  # e.g. the shadow version needs another variable
+            status, error = 400, refused.code or "invalid_request"
         if call is None:
             record = RequestRecord(
                 self._telemetry.new_request_id(),
@@ -231,8 +237,8 @@ class ShadowRunner:
                 role=SHADOW.role,
                 primary_request_id=job.primary.request_id,
                 stream=job.primary.stream,
-                status=404,  # the shadow version's route is gone
-                error="model_not_found",
+                status=status,
+                error=error,
             )
         else:
             run = EngineRun(call)

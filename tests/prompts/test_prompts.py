@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gateway.errors import ApiError
+from gateway.errors import DomainError, api_error
 from gateway.prompts.versions import PromptContent, VersionPicker, render_messages
 
 
@@ -52,9 +52,9 @@ def test_render_substitutes_variables_as_plain_text() -> None:
 
 def test_render_missing_variable_is_a_400_naming_it() -> None:
     content = PromptContent("m", ({"role": "system", "content": "Hi {{name}}"},))
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(DomainError) as caught:
         render_messages(content, {})
-    assert caught.value.status == 400
+    assert api_error(caught.value).status == 400
     assert "'name'" in caught.value.message
 
 

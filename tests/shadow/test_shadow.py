@@ -511,3 +511,40 @@ sha256 = "{{key_sha256}}"
     errors = "gateway_provider_errors_total"
     labels = {"provider": "side", "model": "stall", "reason": "timeout"}
     assert registry.get_sample_value(errors, labels) == 1  # the primary's only
+
+
+async def test_a_shadow_version_that_needs_another_variable_is_a_counted_400(
+    gateway_factory: GatewayFactory,
+    upstream_factory: UpstreamFactory,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    main, side, wordy = await upstream_factory(), await upstream_factory(), await upstream_factory()
+    providers = {"main": main.base_url, "side": side.base_url, "wordy": wordy.base_url}
+    gw = await gateway_factory(config(providers, PROMPT_ROUTES))
+    needy = {"model": "wordy", "messages": [{"role": "system", "content": "For {{team}}"}]}
+    async with aiohttp.ClientSession() as session:
+        status, _ = await admin(session, gw, "POST", "/prompts/support/versions", needy)
+        assert status == 201
+        routing = {"weights": {"v1": 100}, "shadow": {"versions": ["v2"], "sample_rate": 1.0}}
+        status, _ = await admin(session, gw, "PUT", "/prompts/support/routing", routing)
+        assert status == 200
+        body = {"model": "prompt:support", "messages": HELLO, "prompt_variables": {"product": "A"}}
+        status, _, _, _ = await post(session, gw, body)
+        assert status == 200
+        await gw.app[SHADOW].join()
+    assert wordy.stats.total == 0
+    labels = {"route": "wordy", "prompt": "support", "version": "v2"}
+    assert shadow_count(gw, "error", **labels) == 1
+    requests = gw.app[METRICS].registry.get_sample_value(
+        "gateway_requests_total",
+        {
+            "route": "wordy",
+            "prompt": "support",
+            "version": "v2",
+            "provider": "",
+            "status": "400",
+            "role": "shadow",
+        },
+    )
+    assert requests == 1
+    assert "Traceback" not in "".join(capfd.readouterr())
