@@ -53,8 +53,9 @@ class KeyRing:
         return found
 
 
-class PartsCache:
-    """Transports and breakers keyed by the provider settings that made them."""
+class UpstreamParts:
+    """What outlives one config: transports (connection pools) and circuit breakers,
+    keyed by the provider settings that made them, and routes' retry budgets."""
 
     def __init__(self, session: aiohttp.ClientSession, metrics: Metrics) -> None:
         self.session = session
@@ -105,7 +106,7 @@ class Runtime:
     config: GatewayConfig
     providers: Mapping[str, ProviderRuntime]
     keys: KeyRing
-    parts: PartsCache
+    parts: UpstreamParts
     # (provider, model) → breaker: two strings hash faster than a whole ProviderConfig.
     _breakers: dict[tuple[str, str], CircuitBreaker] = field(default_factory=dict)
 
@@ -116,7 +117,7 @@ class Runtime:
         return found
 
 
-def build_runtime(config: GatewayConfig, parts: PartsCache) -> Runtime:
+def build_runtime(config: GatewayConfig, parts: UpstreamParts) -> Runtime:
     providers = {
         name: ProviderRuntime(p, ADAPTERS[p.type], parts.transport(p))
         for name, p in config.providers.items()
