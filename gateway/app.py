@@ -46,7 +46,7 @@ from gateway.evaluation.feedback import FeedbackStats, RequestIndex, post_feedba
 from gateway.evaluation.suite_results import SuiteResults
 from gateway.proxy.api import add_routes
 from gateway.proxy.middleware import gateway_middleware
-from gateway.proxy.runtime import UpstreamParts, RuntimeHolder, build_runtime
+from gateway.proxy.runtime import RuntimeHolder, UpstreamParts, build_runtime
 from gateway.reload import Reloader, watch_file
 from gateway.rollout.controller import FeedbackSource, NoFeedback, RolloutController
 from gateway.rollout.version_stats import VersionStats

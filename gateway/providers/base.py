@@ -27,8 +27,41 @@ class Usage(NamedTuple):
 @dataclass(slots=True)  # not frozen: made per attempt, and frozen init is slow
 class UpstreamRequest:
     url: str
-    headers: Mapping[str, str]
+    headers: dict[str, str]  # made for this attempt: the engine adds the call's own
     body: bytes
+
+
+# Headers of a provider's answer the client gets back: its rate limits (OpenAI's and
+# Anthropic's names) and when to retry; its request id under our own name.
+PASSED_BACK = (
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-reset-tokens",
+    "anthropic-ratelimit-requests-limit",
+    "anthropic-ratelimit-requests-remaining",
+    "anthropic-ratelimit-requests-reset",
+    "anthropic-ratelimit-tokens-limit",
+    "anthropic-ratelimit-tokens-remaining",
+    "anthropic-ratelimit-tokens-reset",
+    "retry-after",
+)
+UPSTREAM_REQUEST_ID = ("x-request-id", "request-id")  # OpenAI's, Anthropic's
+
+
+def passed_back(headers: Mapping[str, str], into: dict[str, str]) -> None:
+    """Copy what the client should see of a provider's answer headers into `into`."""
+    for name in PASSED_BACK:
+        value = headers.get(name)
+        if value is not None:
+            into[name] = value
+    for name in UPSTREAM_REQUEST_ID:
+        value = headers.get(name)
+        if value is not None:
+            into["X-Gateway-Upstream-Request-Id"] = value
+            return
 
 
 class SSEEvent(NamedTuple):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.config.routes import Target
@@ -36,11 +36,6 @@ class Policy:
     health: bool
     headers: Mapping[str, str] = field(default_factory=dict)  # added to every upstream request
 
-    def stamp(self, request: UpstreamRequest) -> UpstreamRequest:
-        if not self.headers:
-            return request
-        return replace(request, headers={**request.headers, **self.headers})
-
 
 PRIMARY = Policy("primary", retries=True, health=True)
 SHADOW = Policy("shadow", retries=False, health=False, headers={SHADOW_HEADER: "1"})
@@ -65,8 +60,14 @@ class Call:
     prompt_params: Mapping[str, Any] = field(default_factory=dict)  # the version's params
     no_capture: bool = False  # the client said X-Gateway-No-Capture: 1
     primary_request_id: str = ""  # a shadow copy: the request it mirrors
+    # Sent with every attempt: the request id, the client's trace context, the policy's.
+    upstream_headers: dict[str, str] = field(default_factory=dict)
     keep_answer: bool = False  # an observer wants the answer's text
     watchers: list[RequestObserver] = field(default_factory=list)  # on_finish for these
+
+    def stamp(self, request: UpstreamRequest) -> UpstreamRequest:
+        request.headers.update(self.upstream_headers)  # the adapter made them for us
+        return request
 
     def expired(self) -> bool:
         # A timer may fire a hair before its time (clock resolution): allow a millisecond.
@@ -83,3 +84,21 @@ class Call:
         if self.plan.version:
             headers["X-Gateway-Prompt-Version"] = self.plan.version
         return headers
+
+
+TRACE_CONTEXT = ("traceparent", "tracestate")  # W3C: passed on as the client sent it
+
+
+def upstream_headers(
+    request_id: str, policy: Policy, given: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """What every attempt of a call sends besides the adapter's own headers."""
+    headers = {"X-Request-Id": request_id}
+    if given is not None:
+        for name in TRACE_CONTEXT:
+            value = given.get(name)
+            if value is not None:
+                headers[name] = value
+    if policy.headers:
+        headers.update(policy.headers)
+    return headers

@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.appkeys import TELEMETRY
 from gateway.config.routes import Target
 from gateway.errors import ApiError, UpstreamError
-from gateway.providers.base import Usage
+from gateway.providers.base import Usage, passed_back
 from gateway.proxy.answer_text import answer_text
 from gateway.proxy.call import Call
 from gateway.proxy.engine import EngineRun
@@ -24,7 +24,8 @@ from gateway.proxy.relay import StreamRelay, open_stream
 from gateway.proxy.runtime import ProviderRuntime
 from gateway.telemetry.recorder import RequestRecord, price_of
 
-Completed = tuple[bytes, Usage | None]  # an OpenAI-shaped body and its usage
+# An OpenAI-shaped body, its usage, and the provider's headers the client gets back.
+Completed = tuple[bytes, Usage | None, dict[str, str]]
 
 
 class Ending(Protocol):
@@ -70,6 +71,7 @@ async def serve_chat(request: web.Request, call: Call) -> web.StreamResponse:
             if isinstance(opened, StreamRelay):
                 assert run.target is not None
                 headers = call.gateway_headers(run.target, run.attempts)
+                passed_back(opened.start.response.headers, headers)
                 return await opened.to_client(request, headers)
             answered = opened
         assert answered.response is not None
@@ -140,7 +142,7 @@ def complete_chat(
     """An engine attempt: one non-streamed chat completion."""
     adapter = provider.adapter
     request = adapter.chat_request(provider.config, target.model, call.body, False)
-    return _exchange(provider, call.policy.stamp(request), timeout_s, target.model)
+    return _exchange(provider, call.stamp(request), timeout_s, target.model)
 
 
 def embed(
@@ -148,7 +150,7 @@ def embed(
 ) -> Awaitable[Completed]:
     """An engine attempt: one embeddings request."""
     request = provider.adapter.embeddings_request(provider.config, target.model, call.body)
-    return _exchange(provider, call.policy.stamp(request), timeout_s, None)
+    return _exchange(provider, call.stamp(request), timeout_s, None)
 
 
 async def _exchange(
@@ -167,8 +169,12 @@ async def _exchange(
     if response.status >= 300:
         raise provider.adapter.error(response.status, response.headers, raw)
     if chat_model is None:
-        return provider.adapter.embeddings_response(raw)
-    return provider.adapter.chat_response(raw, chat_model)
+        body, usage = provider.adapter.embeddings_response(raw)
+    else:
+        body, usage = provider.adapter.chat_response(raw, chat_model)
+    back: dict[str, str] = {}
+    passed_back(response.headers, back)
+    return body, usage, back
 
 
 async def _complete(call: Call, run: EngineRun) -> Answered:
@@ -177,11 +183,12 @@ async def _complete(call: Call, run: EngineRun) -> Answered:
 
 async def _answer(call: Call, run: EngineRun, attempts: Awaitable[Completed]) -> Answered:
     try:
-        raw, usage = await attempts
+        raw, usage, back = await attempts
     except (ApiError, UpstreamError) as error:
         return _failed(call, run, error)
     assert run.target is not None
     headers = call.gateway_headers(run.target, run.attempts)
+    headers.update(back)
     headers["Content-Type"] = "application/json"  # cheaper than content_type=
     answer = answer_text(raw) if call.keep_answer else None
     return Answered(web.Response(body=raw, headers=headers), 200, usage=usage, answer=answer)

@@ -54,7 +54,7 @@ async def open_stream(
     `total_timeout_s`, within the request's deadline."""
     adapter = provider.adapter
     request = adapter.chat_request(provider.config, target.model, call.body, True)
-    request = call.policy.stamp(request)
+    request = call.stamp(request)
     wait_s = min(provider.config.first_token_timeout_s, timeout_s)
     now = asyncio.get_running_loop().time()
     until = min(now + provider.config.total_timeout_s, call.deadline)

@@ -26,7 +26,7 @@ from gateway.config.routes import RouteConfig, Target
 from gateway.errors import ApiError, DomainError, UpstreamError
 from gateway.prompts.versions import PromptVersion, render_messages
 from gateway.proxy.answer_text import answer_text
-from gateway.proxy.call import SHADOW, Call
+from gateway.proxy.call import SHADOW, Call, upstream_headers
 from gateway.proxy.engine import EngineRun
 from gateway.proxy.observers import IGNORE, WATCH_ANSWER
 from gateway.proxy.pipeline import Answered, Ending, complete_chat, record_of
@@ -256,8 +256,9 @@ class ShadowRunner:
     ) -> Call:
         primary = job.primary_call
         timeout_s = primary.runtime.config.shadow.timeout_s
+        request_id = self._telemetry.new_request_id()
         return Call(
-            self._telemetry.new_request_id(),
+            request_id,
             time.perf_counter(),
             primary.path,
             primary.runtime,
@@ -270,6 +271,7 @@ class ShadowRunner:
             key=primary.key,
             variables=primary.variables,
             primary_request_id=primary.request_id,
+            upstream_headers=upstream_headers(request_id, SHADOW),
             keep_answer=True,  # to compare with the primary's
         )
 
@@ -279,7 +281,7 @@ async def _ending(call: Call, run: EngineRun) -> Ending:
     it to; the first target that answers, in the route's order."""
     try:
         if not call.stream:
-            raw, usage = await run.first_success(complete_chat)
+            raw, usage, _ = await run.first_success(complete_chat)
             return Answered(None, 200, usage=usage, answer=answer_text(raw))
         start: StreamStart = await run.first_success(open_stream)
     except ApiError as error:  # every target failed, or the deadline passed
