@@ -31,37 +31,44 @@ class UpstreamRequest:
     body: bytes
 
 
-# Headers of a provider's answer the client gets back: its rate limits (OpenAI's and
-# Anthropic's names) and when to retry; its request id under our own name.
-PASSED_BACK = (
-    "x-ratelimit-limit-requests",
-    "x-ratelimit-limit-tokens",
-    "x-ratelimit-remaining-requests",
-    "x-ratelimit-remaining-tokens",
-    "x-ratelimit-reset-requests",
-    "x-ratelimit-reset-tokens",
-    "anthropic-ratelimit-requests-limit",
-    "anthropic-ratelimit-requests-remaining",
-    "anthropic-ratelimit-requests-reset",
-    "anthropic-ratelimit-tokens-limit",
-    "anthropic-ratelimit-tokens-remaining",
-    "anthropic-ratelimit-tokens-reset",
-    "retry-after",
+# Headers of a provider's answer the client gets back: its rate limits and when to
+# retry; its request id under our own name. Rate limits come as a group (OpenAI's
+# names, Anthropic's): the group's first name says whether the rest is there.
+RATE_LIMIT_GROUPS = (
+    (
+        "x-ratelimit-limit-requests",
+        "x-ratelimit-limit-tokens",
+        "x-ratelimit-remaining-requests",
+        "x-ratelimit-remaining-tokens",
+        "x-ratelimit-reset-requests",
+        "x-ratelimit-reset-tokens",
+    ),
+    (
+        "anthropic-ratelimit-requests-limit",
+        "anthropic-ratelimit-requests-remaining",
+        "anthropic-ratelimit-requests-reset",
+        "anthropic-ratelimit-tokens-limit",
+        "anthropic-ratelimit-tokens-remaining",
+        "anthropic-ratelimit-tokens-reset",
+    ),
 )
-UPSTREAM_REQUEST_ID = ("x-request-id", "request-id")  # OpenAI's, Anthropic's
 
 
 def passed_back(headers: Mapping[str, str], into: dict[str, str]) -> None:
     """Copy what the client should see of a provider's answer headers into `into`."""
-    for name in PASSED_BACK:
-        value = headers.get(name)
-        if value is not None:
-            into[name] = value
-    for name in UPSTREAM_REQUEST_ID:
-        value = headers.get(name)
-        if value is not None:
-            into["X-Gateway-Upstream-Request-Id"] = value
-            return
+    get = headers.get
+    for group in RATE_LIMIT_GROUPS:
+        if get(group[0]) is not None:
+            for name in group:
+                value = get(name)
+                if value is not None:
+                    into[name] = value
+    value = get("retry-after")
+    if value is not None:
+        into["retry-after"] = value
+    value = get("x-request-id") or get("request-id")  # OpenAI's, Anthropic's
+    if value is not None:
+        into["X-Gateway-Upstream-Request-Id"] = value
 
 
 class SSEEvent(NamedTuple):

@@ -86,19 +86,19 @@ class Call:
         return headers
 
 
-TRACE_CONTEXT = ("traceparent", "tracestate")  # W3C: passed on as the client sent it
-
-
 def upstream_headers(
     request_id: str, policy: Policy, given: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """What every attempt of a call sends besides the adapter's own headers."""
+    """What every attempt of a call sends besides the adapter's own headers: the
+    request id, and the W3C trace context as the client sent it."""
     headers = {"X-Request-Id": request_id}
     if given is not None:
-        for name in TRACE_CONTEXT:
-            value = given.get(name)
-            if value is not None:
-                headers[name] = value
+        parent = given.get("traceparent")
+        if parent is not None:  # tracestate means nothing without it
+            headers["traceparent"] = parent
+            state = given.get("tracestate")
+            if state is not None:
+                headers["tracestate"] = state
     if policy.headers:
         headers.update(policy.headers)
     return headers
