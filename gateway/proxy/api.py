@@ -61,6 +61,26 @@ async def list_models(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": data}, dumps=_dumps)
 
 
+async def show_model(request: web.Request) -> web.Response:
+    """One entry of `/v1/models`: a route or `prompt:NAME` the key may use, else 404."""
+    runtime = request.app[RUNTIME].current
+    key = authenticate(request, runtime)
+    name = request.match_info["model"]
+    known = name in runtime.config.models or (
+        name.startswith(PROMPT_PREFIX)
+        and name.removeprefix(PROMPT_PREFIX) in request.app[PROMPTS].current.prompts
+    )
+    if not known or (key is not None and not key.allows(name)):
+        raise ApiError(
+            404,
+            f"The model `{name}` does not exist or you do not have access to it.",
+            code="model_not_found",
+            param="model",
+        )
+    entry = {"id": name, "object": "model", "created": 0, "owned_by": "gateway"}
+    return web.json_response(entry, dumps=_dumps)
+
+
 async def unknown_v1(request: web.Request) -> web.Response:
     raise ApiError(404, f"Unknown path: {request.method} {request.path}.", code="unknown_url")
 
@@ -73,6 +93,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{model}", show_model)
     app.router.add_route("*", "/v1/{tail:.*}", unknown_v1)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)

@@ -208,6 +208,18 @@ async def test_models_lists_routes(gateway_factory: GatewayFactory, upstream: Up
     assert models == ["chat", "embed"]
 
 
+async def test_one_model_is_shown_or_is_a_404(
+    gateway_factory: GatewayFactory, upstream: Upstream
+) -> None:
+    gw = await gateway_factory(basic_config(upstream.base_url))
+    async with gw.client() as client:
+        model = await client.models.retrieve("chat")
+        with pytest.raises(openai.NotFoundError) as missing:
+            await client.models.retrieve("nope")
+    assert (model.id, model.object, model.owned_by) == ("chat", "model", "gateway")
+    assert missing.value.code == "model_not_found"
+
+
 async def test_failover_to_the_second_target(
     gateway_factory: GatewayFactory, upstream: Upstream
 ) -> None:
