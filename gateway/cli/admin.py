@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.options import add_gateway_options, read_input
+
 
 class AdminError(Exception):
     pass
@@ -47,8 +49,7 @@ class AdminClient:
 
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=os.environ.get("GATEWAY_URL", "http://127.0.0.1:8080"))
-    parser.add_argument("--token", default=os.environ.get("GATEWAY_ADMIN_TOKEN", ""))
+    add_gateway_options(parser)
     parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
 
 
@@ -60,7 +61,7 @@ def add_prompts_parser(commands: Any) -> Any:
     show = sub.add_parser("show", help="one prompt's versions and routing")
     show.add_argument("name")
     push = sub.add_parser("push", help="push the prompts of a TOML or JSON file as versions")
-    push.add_argument("file")
+    push.add_argument("file", help="TOML or JSON (- for stdin)")
     approve = sub.add_parser("approve", help="approve a version")
     approve.add_argument("name")
     approve.add_argument("version")
@@ -145,8 +146,9 @@ def parse_weights(items: list[str]) -> dict[str, int]:
 def read_prompt_file(path: Path) -> dict[str, dict[str, Any]]:
     """`[prompts.NAME]` tables (TOML, as in the config file) or `{NAME: {...}}` (JSON)."""
     try:
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        text = read_input(path)
+        as_json = path.suffix == ".json" or (str(path) == "-" and text.lstrip().startswith("{"))
+        data = json.loads(text) if as_json else tomllib.loads(text)
     except (OSError, ValueError) as exc:
         raise AdminError(f"cannot read {path}: {exc}") from None
     prompts = data.get("prompts", data) if isinstance(data, dict) else None

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.admin import AdminClient, AdminError
+from gateway.cli.options import add_gateway_options
 from gateway.config.loader import Pricing
 from gateway.evaluation.api import parse_duration
 from gateway.evaluation.chat_client import ChatClient, pricing_from_config
@@ -40,8 +41,7 @@ class UsageError(Exception):
 
 
 def _connection(parser: argparse.ArgumentParser, client_key: bool = True) -> None:
-    parser.add_argument("--url", default=os.environ.get("GATEWAY_URL", "http://127.0.0.1:8080"))
-    parser.add_argument("--token", default=os.environ.get("GATEWAY_ADMIN_TOKEN", ""))
+    add_gateway_options(parser)
     if client_key:
         parser.add_argument(
             "--key",
@@ -54,7 +54,7 @@ def add_eval_parsers(commands: Any, prompt_commands: Any) -> None:
     """`prompts test` under `prompts`; `suite add` and `replay` at the top."""
     test = prompt_commands.add_parser("test", help="run a regression suite on a version")
     test.add_argument("target", metavar="NAME@vN")
-    test.add_argument("--suite", required=True, help="JSONL file of cases")
+    test.add_argument("--suite", required=True, help="JSONL file of cases (- for stdin)")
     test.add_argument("--concurrency", type=int, default=4)
     test.add_argument("--no-record", action="store_true", help="do not record the run")
     test.add_argument("--by", default=os.environ.get("USER", "cli"))

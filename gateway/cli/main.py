@@ -15,9 +15,11 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from gateway import __version__
 from gateway.app import create_app
 from gateway.cli.admin import add_prompts_parser, add_shadow_parser, run_prompts, run_shadow
 from gateway.cli.evaluation import add_eval_parsers, run_eval
+from gateway.cli.options import environment_help
 from gateway.cli.rollout import add_rollout_parser, run_rollout
 from gateway.cli.serving import serve_app
 from gateway.cli.supervisor import WORKER_ENV, Supervisor, exit_with_parent
@@ -27,7 +29,24 @@ from gateway.telemetry.logs import setup_logging
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    """A reader that closes the pipe early (`gateway … | head`) ends the command quietly:
+    exit 0, no traceback (the output was wanted only in part)."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the flush at exit cannot fail again
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description=__doc__,
+        epilog=environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the gateway")
@@ -36,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="override server.port")
 
     check = commands.add_parser("check-config", help="validate a config file")
-    check.add_argument("file")
+    check.add_argument("file", help="the config file (- for stdin)")
 
     keys = commands.add_parser("keys", help="client keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -74,16 +93,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _mock_provider(args)
 
 
-def _load(path: str) -> GatewayConfig | None:
+def _load(path: str, text: str | None = None) -> GatewayConfig | None:
     try:
-        return load_config(path)
+        return load_config(path, text=text)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return None
 
 
 def _check(path: str) -> int:
-    config = _load(path)
+    config = _load(path, sys.stdin.read() if path == "-" else None)
     if config is None:
         return 1
     print(

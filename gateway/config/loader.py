@@ -145,10 +145,13 @@ class GatewayConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
 
 
-def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayConfig:
-    """Read, interpolate and validate a config file; raises `ConfigError`."""
+def load_config(
+    path: str | Path, env: dict[str, str] | None = None, text: str | None = None
+) -> GatewayConfig:
+    """Read, interpolate and validate a config file (`text`: its content, read already);
+    raises `ConfigError`."""
     file = Path(path)
-    data, text = read_toml(file)
+    data, text = read_toml(file, text)
     root = Table(Loader(file, text), interpolate(data, env), "")
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     server = _server(root.table("server"))

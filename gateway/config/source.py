@@ -38,10 +38,12 @@ class Interpolated:
     text: str
 
 
-def read_toml(path: Path) -> tuple[dict[str, Any], str]:
-    """Parse the file; returns the data and the raw text (for line lookup and hashing)."""
+def read_toml(path: Path, text: str | None = None) -> tuple[dict[str, Any], str]:
+    """Parse the file (or `text`, read already, in its name); returns the data and the
+    raw text (for line lookup and hashing)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        if text is None:
+            text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read file: {exc.strerror or exc}") from None
     try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +90,7 @@ class CaseResult:
 
 def load_suite(path: Path) -> list[Case]:
     try:
-        lines = path.read_text().splitlines()
+        lines = (sys.stdin.read() if str(path) == "-" else path.read_text()).splitlines()
     except OSError as exc:
         raise SuiteError(f"cannot read {path}: {exc}") from None
     cases, names = [], set()

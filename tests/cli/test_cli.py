@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 import sys
@@ -32,3 +33,44 @@ def test_keys_create_prints_a_token_once_and_its_hash() -> None:
     assert 'name = "support-app"' in result.stdout
     assert 'routes = ["fast", "prompt:support"]' in result.stdout
     assert result.stdout.count(token.group(1)) == 1
+
+
+def gateway(*args: str, **options: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-m", "gateway", *args], capture_output=True, text=True, **options
+    )
+
+
+def test_version_and_the_environment_in_help() -> None:
+    from gateway import __version__
+
+    assert gateway("--version").stdout.strip() == f"gateway {__version__}"
+    shown = gateway("--help").stdout
+    for name in ("GATEWAY_URL", "GATEWAY_ADMIN_TOKEN", "GATEWAY_CLIENT_KEY"):
+        assert name in shown
+    assert "GATEWAY_URL" in gateway("prompts", "list", "--help").stdout
+
+
+def test_check_config_reads_standard_input_for_a_dash() -> None:
+    good = '[providers.mock]\ntype = "mock"\n[models.chat]\ntargets = [{provider = "mock"}]\n'
+    done = gateway("check-config", "-", input=good)
+    assert done.returncode == 1 and "-:4" in done.stderr  # the target has no model
+    fixed = good.replace('provider = "mock"}', 'provider = "mock", model = "demo"}')
+    done = gateway("check-config", "-", input=fixed)
+    assert done.returncode == 0 and done.stdout.startswith("-: ok")
+
+
+def test_a_reader_that_closes_the_pipe_gets_no_traceback() -> None:
+    read, write = os.pipe()
+    os.close(read)  # `| head` that has already gone: every write fails with EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway", "keys", "create", "--name", "app"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 0
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
