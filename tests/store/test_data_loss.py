@@ -12,8 +12,11 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 
+from gateway.config.loader import PromptConfig
 from gateway.prompts.versions import PromptState
+from gateway.store.base import seed_prompts
 from gateway.store.redis import RedisStore
+from gateway.store.snapshot import PromptsSnapshot
 from tests.redis_fixtures import RedisServer, make_redis_config
 from tests.store.test_replicas import ADMIN, AiohttpServer, ask, config, eventually, replica
 
@@ -155,3 +158,27 @@ async def test_redis_restarted_empty_under_traffic_is_recognised_and_restored(
         redis_server.start()
 
     await lose_data_under_traffic(aiohttp_server, tmp_path, redis_server, restart_empty)
+
+
+async def test_replicas_restoring_at_once_write_each_prompt_once(redis_server: RedisServer) -> None:
+    """Many writers race on an emptied Redis: one wins each prompt and the data set id,
+    the others find them present; what was written is what the snapshot held."""
+    stores = [RedisStore.from_config(make_redis_config(redis_server.url)) for _ in range(4)]
+    try:
+        seed, *_ = stores
+        prompt = PromptConfig("p", "chat", ({"role": "user", "content": "hi"},), {})
+        await seed_prompts(seed, {"p": prompt})
+        snapshot = PromptsSnapshot.from_states(await seed.load_all())
+        assert redis_server.command("FLUSHALL").startswith(b"+OK")
+        assert (await seed.load_marked()).dataset is None  # the loss shows
+        written = await asyncio.gather(*(s.restore_prompt(snapshot.states()["p"]) for s in stores))
+        ids = await asyncio.gather(*(s.mark_dataset() for s in stores))
+        assert sorted(written) == [False, False, False, True]
+        assert len(set(ids)) == 1
+        loaded = await seed.load_marked()
+        assert loaded.dataset == ids[0]
+        assert summary(loaded.states) == summary(snapshot.states())
+        assert len(await seed.history("p")) == 1
+    finally:
+        for store in stores:
+            await store.close()
