@@ -8,7 +8,6 @@ import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
-from functools import partial
 
 import aiohttp
 from aiohttp import web
@@ -145,7 +144,12 @@ def _prompts(
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         store = open_store(config)
-        holder = PromptsHolder(store, metrics, seed=partial(seed_prompts, store, config.prompts))
+        runtime = app[RUNTIME]
+
+        async def seed() -> None:  # the config as it is now: at boot and after a data loss
+            await seed_prompts(store, runtime.current.config.prompts)
+
+        holder = PromptsHolder(store, metrics, seed=seed)
         holder.current = PromptsSnapshot.from_config(config.prompts)
         app[PROMPTS] = holder
         with contextlib.suppress(Exception):  # store down at boot: serve the config's prompts

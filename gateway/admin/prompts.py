@@ -7,14 +7,16 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
+from gateway.admin.stale import snapshot_states, stale_answer
 from gateway.appkeys import PROMPTS, RUNTIME
 from gateway.decoding import Body, actor, decode
 from gateway.errors import ApiError
 from gateway.evaluation.api import annotate_prompt, check_approvable
 from gateway.prompts.bodies import ApproveBody, RoutingBody, VersionBody
-from gateway.prompts.versions import PROMPT_NAME
+from gateway.prompts.versions import PROMPT_NAME, PromptState
 from gateway.proxy.ingress import read_json
 from gateway.store.base import not_found
+from gateway.store.errors import StoreUnavailable
 from gateway.store.follower import PromptsHolder
 
 ADMIN_BODY_LIMIT = 1024 * 1024
@@ -43,17 +45,31 @@ async def _written(request: web.Request) -> None:
         return
 
 
+def _listing(states: dict[str, PromptState]) -> dict[str, Any]:
+    return {"prompts": [s.to_json() for _, s in sorted(states.items())]}
+
+
 async def list_prompts(request: web.Request) -> web.Response:
-    states = await _holder(request).store.load_all()
-    return _json({"prompts": [s.to_json() for _, s in sorted(states.items())]})
+    holder = _holder(request)
+    try:
+        states = await holder.store.all_prompts()
+    except StoreUnavailable as exc:
+        return stale_answer(holder, _listing(snapshot_states(holder, exc)))
+    return _json(_listing(states))
 
 
 async def show_prompt(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    state = await _holder(request).store.get_prompt(name)
-    if state is None:
-        raise not_found(name)
-    return _json(await annotate_prompt(request, state.to_json()))  # + suite results
+    name, holder = request.match_info["name"], _holder(request)
+    try:
+        state = await holder.store.get_prompt(name)
+        if state is None:
+            raise not_found(name)
+        return _json(await annotate_prompt(request, state.to_json()))  # + suite results
+    except StoreUnavailable as exc:
+        stale = snapshot_states(holder, exc).get(name)
+        if stale is None:  # perhaps created since the snapshot: cannot tell
+            raise
+        return stale_answer(holder, stale.to_json())  # suite results are not in it
 
 
 async def push_version(request: web.Request) -> web.Response:

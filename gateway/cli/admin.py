@@ -89,6 +89,12 @@ def run_prompts(args: argparse.Namespace) -> int:
     except AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if isinstance(answer, dict) and answer.get("stale"):
+        age = answer.get("snapshot_age_s") or 0
+        print(
+            f"warning: the store is unreachable; this is the gateway's snapshot, {age:.0f} s old",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(answer, indent=2))
     else:

@@ -8,10 +8,23 @@ import time
 from aiohttp import web
 
 from gateway.appkeys import LIFECYCLE, PROMPTS, RUNTIME
+from gateway.store.follower import PromptsHolder
 
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+def _data_loss(holder: PromptsHolder) -> dict[str, float | int | None]:
+    """When the store was last found without its data, and when this replica had
+    written back what its snapshot knew (None: not yet); still ready meanwhile, as the
+    snapshot serves."""
+    loss = holder.data_loss
+    return {
+        "data_lost_at": loss.noticed_at if loss else None,
+        "restored_at": loss.restored_at if loss else None,
+        "prompts_restored": loss.prompts_restored if loss else None,
+    }
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -25,6 +38,7 @@ async def readyz(request: web.Request) -> web.Response:
         if holder.synced
         else None,
         "error": holder.last_error or None,
+        **_data_loss(holder),
     }
     # Ready once the store has been read; a store that goes down later is reported here
     # and in gateway_store_up, while the last snapshot keeps serving.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.config.loader import PromptConfig
@@ -22,12 +23,39 @@ from gateway.store.rollouts import RolloutStore
 from gateway.store.version_counts import StatsSink
 
 OnChange = Callable[[], Awaitable[None]]
+RESTORED_BY = "gateway"
+RESTORED_REASON = "restored from a replica's snapshot: the store had lost its data"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Everything the store holds, with the id of its data set read around it: None
+    when the id is gone, which only happens when the store has lost its data."""
+
+    states: dict[str, PromptState]
+    dataset: str | None
 
 
 class Store(Protocol):
     kind: str  # "embedded" or "redis"
 
     async def load_all(self) -> dict[str, PromptState]: ...
+
+    async def all_prompts(self) -> dict[str, PromptState]:
+        """`load_all` for an admin answer: `StoreUnavailable` when unreachable."""
+        ...
+
+    async def load_marked(self) -> Loaded: ...
+
+    async def mark_dataset(self) -> str:
+        """Give the store's data set an id unless it has one (the first writer wins);
+        the id it now has."""
+        ...
+
+    async def restore_prompt(self, state: PromptState) -> bool:
+        """Write back a prompt the store has lost (its versions, their ids and routing),
+        in one atomic step; False when the store already has the prompt."""
+        ...
 
     async def get_prompt(self, name: str) -> PromptState | None: ...
 

@@ -1,19 +1,36 @@
 """The task that keeps the routing snapshot in step with the store. The request path
 never waits on the store: it reads `PromptsHolder.current`, swapped whole when the
-store changes; if the store is away the last snapshot keeps serving."""
+store changes; if the store is away the last snapshot keeps serving.
+
+A store that has lost its data (its data set id is gone or new, or a prompt the
+snapshot knows is missing: prompts are never deleted) is not read as "no prompts":
+the snapshot keeps serving, and what it knew is written back where the store lacks
+it, then the config file's prompts are pushed again, as at boot."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-from gateway.store.base import Store
+from gateway.store.base import Loaded, Store
+from gateway.store.errors import StoreUnavailable
 from gateway.store.snapshot import PromptsSnapshot
 from gateway.telemetry.metrics import Metrics
 
 log = logging.getLogger("gateway.store")
 Seed = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class DataLoss:
+    """The last time this replica found the store without its data, for `/readyz`."""
+
+    noticed_at: float
+    restored_at: float | None = None  # None: not written back yet
+    prompts_restored: int = 0  # written by this replica; other replicas may write the rest
 
 
 class PromptsHolder:
@@ -22,7 +39,10 @@ class PromptsHolder:
     def __init__(self, store: Store, metrics: Metrics, seed: Seed | None = None) -> None:
         self.store = store
         self.metrics = metrics
-        self._seed = seed  # pushes the config file's prompts; retried until it succeeds
+        self._seed = seed  # pushes the config file's prompts; at boot and after a loss
+        self._seeded = False  # at boot: retried until it succeeds
+        self.dataset: str | None = None  # the store's data set id, as last read
+        self.data_loss: DataLoss | None = None
         self.current = PromptsSnapshot()
         self.synced = False
         self.store_up = True
@@ -34,15 +54,48 @@ class PromptsHolder:
         serving the last one."""
         async with self._lock:
             try:
-                if self._seed is not None:
-                    await self._seed()
-                    self._seed = None
-                states = await self.store.load_all()
+                loaded = await self._load()
             except Exception as exc:  # any store failure: keep the last snapshot
                 self.mark_down(exc)
                 raise
-            self._swap(PromptsSnapshot.from_states(states))
+            self._swap(PromptsSnapshot.from_states(loaded.states))
             self.mark_up()
+
+    async def _load(self) -> Loaded:
+        if not self._seeded:
+            await self._push_config()
+            self.dataset = await self.store.mark_dataset()
+            self._seeded = True
+        loaded = await self.store.load_marked()
+        lost = self.synced and self.current.prompts.keys() - loaded.states.keys()
+        if loaded.dataset == self.dataset and not lost:
+            return loaded
+        return await self._restore()
+
+    async def _push_config(self) -> None:
+        if self._seed is not None:
+            await self._seed()
+
+    async def _restore(self) -> Loaded:
+        """Write back what the snapshot knew where the store lacks it (every replica may
+        try at once: each prompt is written by the first only), push the config's
+        prompts, mark the data set. Raises, keeping the snapshot, if the store is
+        lost again meanwhile: the next refresh tries again."""
+        if self.data_loss is None or self.data_loss.restored_at is not None:
+            self.data_loss = DataLoss(noticed_at=time.time())
+            self.metrics.store_data_loss.inc()
+            log.error("the store has lost its data: serving and writing back the snapshot")
+        for state in self.current.states().values():
+            if await self.store.restore_prompt(state):
+                self.data_loss.prompts_restored += 1
+        await self._push_config()
+        self.dataset = await self.store.mark_dataset()
+        loaded = await self.store.load_marked()
+        if loaded.dataset != self.dataset:
+            raise StoreUnavailable("the store lost its data again while being restored")
+        self.data_loss.restored_at = time.time()
+        log.warning("store restored: %d prompts written back", self.data_loss.prompts_restored)
+        return loaded
 
     def _swap(self, snapshot: PromptsSnapshot) -> None:
         old = self.current

@@ -14,6 +14,7 @@ from gateway.prompts.versions import (
     check_routing,
 )
 from gateway.store.base import (
+    Loaded,
     OnChange,
     new_version,
     not_found,
@@ -40,6 +41,18 @@ class MemoryStore:
 
     async def load_all(self) -> dict[str, PromptState]:
         return {name: self._state(name) for name in self._versions}
+
+    async def all_prompts(self) -> dict[str, PromptState]:
+        return await self.load_all()
+
+    async def load_marked(self) -> Loaded:
+        return Loaded(await self.load_all(), self.kind)  # it lives and dies with the process
+
+    async def mark_dataset(self) -> str:
+        return self.kind
+
+    async def restore_prompt(self, state: PromptState) -> bool:
+        return False  # never lost: nothing to restore
 
     def _state(self, name: str) -> PromptState:
         return PromptState(name, dict(self._versions[name]), self._routing.get(name))

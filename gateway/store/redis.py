@@ -13,12 +13,11 @@ import contextlib
 import logging
 import random
 import time
+import uuid
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import orjson
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError, WatchError
 
@@ -33,6 +32,9 @@ from gateway.prompts.versions import (
     check_routing,
 )
 from gateway.store.base import (
+    RESTORED_BY,
+    RESTORED_REASON,
+    Loaded,
     OnChange,
     new_version,
     not_found,
@@ -40,9 +42,11 @@ from gateway.store.base import (
     version_not_found,
 )
 from gateway.store.captures import CaptureLog, RedisCaptureLog, Settings
+from gateway.store.errors import StoreUnavailable
 from gateway.store.prompt_records import decode_change, decode_routing, decode_version
 from gateway.store.records import Records, RedisRecords
 from gateway.store.redis_connect import Closer, RedisClient, connect, unavailable_on_error
+from gateway.store.redis_keys import Keys, dumps, text
 from gateway.store.rollout_redis import RedisRolloutStore, RedisVersionStats
 from gateway.store.rollouts import RolloutStore
 from gateway.store.version_counts import StatsSink
@@ -54,48 +58,6 @@ MAX_ATTEMPTS = 50  # transaction attempts before a write gives up as a conflict
 T = TypeVar("T")
 Writes = Callable[[Any], None]  # queues the write commands on a MULTI pipeline
 Plan = Callable[[], Awaitable[tuple[T, Writes | None]]]
-
-
-@dataclass(frozen=True)
-class Keys:
-    """Key names. Per-prompt keys hold the name in `{...}`: one Cluster slot each."""
-
-    prefix: str
-
-    def _prompt(self, name: str, what: str) -> str:
-        return f"{self.prefix}prompt:{{{name}}}:{what}"
-
-    def versions(self, name: str) -> str:  # HASH vN -> version JSON
-        return self._prompt(name, "versions")
-
-    def hashes(self, name: str) -> str:  # HASH content hash -> vN
-        return self._prompt(name, "hashes")
-
-    def routing(self, name: str) -> str:  # STRING routing JSON
-        return self._prompt(name, "routing")
-
-    def history(self, name: str) -> str:  # LIST of change JSON, newest first
-        return self._prompt(name, "history")
-
-    @property
-    def prompts(self) -> str:  # SET of prompt names
-        return f"{self.prefix}prompts"
-
-    @property
-    def epoch(self) -> str:  # INCR on every write
-        return f"{self.prefix}epoch"
-
-    @property
-    def changes(self) -> str:  # pub/sub channel: the changed prompt's name
-        return f"{self.prefix}changes"
-
-
-def _dumps(data: Any) -> bytes:
-    return orjson.dumps(data)
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 def _raise_if_cancelled() -> None:
@@ -148,34 +110,84 @@ class RedisStore:
     # -- reads ---------------------------------------------------------------------
 
     async def load_all(self) -> dict[str, PromptState]:
-        """Everything, in two round trips. Raises Redis's own errors: the holder
-        keeps its last snapshot."""
-        raw_names = await self._client.smembers(self.keys.prompts)
-        return await self._read_states(sorted(_text(n) for n in raw_names))
+        """Raises Redis's own errors: the holder keeps its last snapshot."""
+        return (await self.load_marked()).states
 
-    async def _read_states(self, names: list[str]) -> dict[str, PromptState]:
-        if not names:
-            return {}
+    async def all_prompts(self) -> dict[str, PromptState]:
+        with unavailable_on_error():
+            return await self.load_all()
+
+    async def load_marked(self) -> Loaded:
+        """Everything, in two round trips, between two reads of the data set's id: the
+        same id both times means no loss in between (a restore writes a new one)."""
+        for _ in range(MAX_ATTEMPTS):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.get(self.keys.dataset)
+            pipe.smembers(self.keys.prompts)
+            before, raw_names = await pipe.execute()
+            states, after = await self._read_states(sorted(text(n) for n in raw_names))
+            if before is None or after is None:
+                return Loaded(states, None)
+            if before == after:
+                return Loaded(states, text(after))
+        raise Conflict("The store's data set changed on every read.", code="concurrent_change")
+
+    async def mark_dataset(self) -> str:
+        with unavailable_on_error():
+            await self._client.set(self.keys.dataset, uuid.uuid4().hex, nx=True)
+            current = await self._client.get(self.keys.dataset)
+        if current is None:  # lost again at once: the next refresh notices
+            raise StoreUnavailable("the store lost its data while being marked")
+        return text(current)
+
+    async def restore_prompt(self, state: PromptState) -> bool:
+        keys, name = self.keys, state.name
+
+        async def plan() -> tuple[bool, Writes | None]:
+            if not state.versions or await self._client.exists(keys.versions(name)):
+                return False, None  # written since the loss: the first writer won
+
+            def writes(pipe: Any) -> None:
+                versions = state.versions.values()
+                pipe.hset(keys.versions(name), mapping={v.id: dumps(v.to_json()) for v in versions})
+                pipe.hset(keys.hashes(name), mapping={v.hash: v.id for v in versions})
+                if state.routing is not None:
+                    change = RoutingChange(
+                        time.time(), RESTORED_BY, None, state.routing, RESTORED_REASON
+                    )
+                    self._change_writes(name, change)(pipe)
+
+            return True, writes
+
+        with unavailable_on_error():
+            await self._client.sadd(keys.prompts, name)  # named first, as in push_version
+            watched = [keys.versions(name), keys.hashes(name), keys.routing(name)]
+            return await self._transact(name, [*watched, keys.history(name)], plan)
+
+    async def _read_states(self, names: list[str]) -> tuple[dict[str, PromptState], bytes | None]:
+        """The prompts, and the data set's id read after them."""
         pipe = self._client.pipeline(transaction=False)
         # Routing before versions: a version routing refers to is never removed and
         # never loses its approval, so the versions read after it always cover it.
         for name in names:
             pipe.get(self.keys.routing(name))
             pipe.hgetall(self.keys.versions(name))
-        replies = await pipe.execute()
+        pipe.get(self.keys.dataset)
+        *replies, last = await pipe.execute()
         states = {}
         for i, name in enumerate(names):
             raw_routing, raw_versions = replies[2 * i], replies[2 * i + 1]
             if not raw_versions:  # named before its first version was written
                 continue
-            versions = {_text(k): decode_version(v) for k, v in raw_versions.items()}
+            versions = {text(k): decode_version(v) for k, v in raw_versions.items()}
             routing = decode_routing(raw_routing) if raw_routing else None
             states[name] = PromptState(name, versions, routing)
-        return states
+        return states, last
 
     async def get_prompt(self, name: str) -> PromptState | None:
         with unavailable_on_error():
-            return (await self._read_states([name])).get(name)
+            states, _ = await self._read_states([name])
+            return states.get(name)
 
     async def history(self, name: str, limit: int = 100) -> list[RoutingChange]:
         with unavailable_on_error():
@@ -193,7 +205,7 @@ class RedisStore:
         raw = await self._client.hgetall(self.keys.versions(name))
         if not raw:
             raise not_found(name)
-        return {_text(k): decode_version(v) for k, v in raw.items()}
+        return {text(k): decode_version(v) for k, v in raw.items()}
 
     async def _routing(self, name: str) -> Routing | None:
         raw = await self._client.get(self.keys.routing(name))
@@ -216,7 +228,7 @@ class RedisStore:
             created = new_version(count + 1, content, by)
 
             def writes(pipe: Any) -> None:
-                pipe.hset(keys.versions(name), created.id, _dumps(created.to_json()))
+                pipe.hset(keys.versions(name), created.id, dumps(created.to_json()))
                 pipe.hset(keys.hashes(name), digest, created.id)
 
             return (created, True), writes
@@ -239,7 +251,7 @@ class RedisStore:
             if current.status == "approved":
                 return current, None
             approved = current.approved(by, note)
-            return approved, lambda pipe: pipe.hset(key, version, _dumps(approved.to_json()))
+            return approved, lambda pipe: pipe.hset(key, version, dumps(approved.to_json()))
 
         with unavailable_on_error():
             return await self._transact(name, [key], plan)
@@ -274,8 +286,8 @@ class RedisStore:
 
     def _change_writes(self, name: str, change: RoutingChange) -> Writes:
         def writes(pipe: Any) -> None:
-            pipe.set(self.keys.routing(name), _dumps(change.after.to_json()))
-            pipe.lpush(self.keys.history(name), _dumps(change.to_json()))
+            pipe.set(self.keys.routing(name), dumps(change.after.to_json()))
+            pipe.lpush(self.keys.history(name), dumps(change.to_json()))
             pipe.ltrim(self.keys.history(name), 0, HISTORY_LIMIT - 1)
 
         return writes

@@ -46,6 +46,18 @@ class PromptsSnapshot:
             )
         return cls(entries, time.time())
 
+    def states(self) -> dict[str, PromptState]:
+        """What the store held when this snapshot was read: every replica's snapshot
+        can write it back if the store loses it."""
+        return {
+            name: PromptState(
+                name,
+                e.versions,
+                Routing(dict(e.weights), e.shadow) if e.picker is not None else None,
+            )
+            for name, e in self.prompts.items()
+        }
+
     @classmethod
     def from_config(cls, prompts: Mapping[str, PromptConfig]) -> PromptsSnapshot:
         """What the config file alone says: each prompt's content as an approved v1 with

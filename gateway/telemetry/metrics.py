@@ -280,6 +280,12 @@ class Metrics:
             registry=r,
             multiprocess_mode="min",
         )
+        # No labels: exported at 0 from the start, so `increase()` sees the first loss.
+        self.store_data_loss = Counter(
+            "gateway_store_data_loss",
+            "Times the store was found without its data (and restored from the snapshot).",
+            registry=r,
+        )
         self.inflight = Gauge(
             "gateway_inflight_requests",
             "Requests being served.",

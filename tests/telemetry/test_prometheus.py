@@ -53,6 +53,7 @@ NO_DATA_EXPECTED = {
     "gateway_rollout_events_total": "no rollout runs in this test",
     "gateway_feedback_total": "no feedback is sent in this test",
     "gateway_store_up==0": "alert: the embedded store is always up",
+    "gateway_store_data_loss_total[15m])>0": "alert: the embedded store never loses its data",
     'up{job="gateway"}==0': "alert: the gateway is up while it is scraped",
 }
 # Grafana's variables, as the dashboard's defaults ("All") resolve them.
