@@ -60,13 +60,19 @@ class Call:
     prompt_params: Mapping[str, Any] = field(default_factory=dict)  # the version's params
     no_capture: bool = False  # the client said X-Gateway-No-Capture: 1
     primary_request_id: str = ""  # a shadow copy: the request it mirrors
-    # Sent with every attempt: the request id, the client's trace context, the policy's.
-    upstream_headers: dict[str, str] = field(default_factory=dict)
+    trace: dict[str, str] | None = None  # the client's W3C trace context, sent on
     keep_answer: bool = False  # an observer wants the answer's text
     watchers: list[RequestObserver] = field(default_factory=list)  # on_finish for these
 
     def stamp(self, request: UpstreamRequest) -> UpstreamRequest:
-        request.headers.update(self.upstream_headers)  # the adapter made them for us
+        """Every attempt sends the request id, the client's trace context and the
+        policy's headers (into the adapter's headers, made for this attempt)."""
+        headers = request.headers
+        headers["X-Request-Id"] = self.request_id
+        if self.trace is not None:
+            headers.update(self.trace)
+        if self.policy.headers:
+            headers.update(self.policy.headers)
         return request
 
     def expired(self) -> bool:
@@ -86,19 +92,13 @@ class Call:
         return headers
 
 
-def upstream_headers(
-    request_id: str, policy: Policy, given: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """What every attempt of a call sends besides the adapter's own headers: the
-    request id, and the W3C trace context as the client sent it."""
-    headers = {"X-Request-Id": request_id}
-    if given is not None:
-        parent = given.get("traceparent")
-        if parent is not None:  # tracestate means nothing without it
-            headers["traceparent"] = parent
-            state = given.get("tracestate")
-            if state is not None:
-                headers["tracestate"] = state
-    if policy.headers:
-        headers.update(policy.headers)
-    return headers
+def trace_context(given: Mapping[str, str]) -> dict[str, str] | None:
+    """The client's W3C trace context, to pass on as it came; None without one."""
+    parent = given.get("traceparent")
+    if parent is None:  # tracestate means nothing without it
+        return None
+    found = {"traceparent": parent}
+    state = given.get("tracestate")
+    if state is not None:
+        found["tracestate"] = state
+    return found

@@ -16,7 +16,7 @@ from gateway.appkeys import INGRESS, OBSERVERS, PROMPTS
 from gateway.config.loader import ClientKey
 from gateway.errors import ApiError
 from gateway.prompts.versions import PromptVersion, render_messages
-from gateway.proxy.call import PRIMARY, Call, upstream_headers
+from gateway.proxy.call import Call, trace_context
 from gateway.proxy.observers import notify_start
 from gateway.proxy.routing import PROMPT_PREFIX, RoutePlan, plan_model_route, plan_prompt_route
 from gateway.proxy.runtime import Runtime
@@ -156,7 +156,9 @@ def new_call(
     stream: bool = False,
 ) -> Call:
     """Plan the route and build the body to send; the observers see the call first."""
-    model = check_field(body, "model", str, "a string", required=True)
+    model = body.get("model")
+    if type(model) is not str:  # the usual case costs one check
+        model = check_field(body, "model", str, "a string", required=True)
     # The adapters copy what they change: only our own fields need taking out here.
     upstream_body = (
         {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
@@ -193,7 +195,7 @@ def new_call(
         include_usage=isinstance(options, dict) and options.get("include_usage") is True,
         key=ingress.key,
         no_capture=request.headers.get("X-Gateway-No-Capture") == "1",
-        upstream_headers=upstream_headers(ingress.request_id, PRIMARY, request.headers),
+        trace=trace_context(request.headers),
     )
     if prompted is not None:
         call.variables, call.prompt_messages = prompted.variables, prompted.messages

@@ -26,7 +26,7 @@ from gateway.config.routes import RouteConfig, Target
 from gateway.errors import ApiError, DomainError, UpstreamError
 from gateway.prompts.versions import PromptVersion, render_messages
 from gateway.proxy.answer_text import answer_text
-from gateway.proxy.call import SHADOW, Call, upstream_headers
+from gateway.proxy.call import SHADOW, Call
 from gateway.proxy.engine import EngineRun
 from gateway.proxy.observers import IGNORE, WATCH_ANSWER
 from gateway.proxy.pipeline import Answered, Ending, complete_chat, record_of
@@ -256,9 +256,8 @@ class ShadowRunner:
     ) -> Call:
         primary = job.primary_call
         timeout_s = primary.runtime.config.shadow.timeout_s
-        request_id = self._telemetry.new_request_id()
         return Call(
-            request_id,
+            self._telemetry.new_request_id(),
             time.perf_counter(),
             primary.path,
             primary.runtime,
@@ -271,7 +270,6 @@ class ShadowRunner:
             key=primary.key,
             variables=primary.variables,
             primary_request_id=primary.request_id,
-            upstream_headers=upstream_headers(request_id, SHADOW),
             keep_answer=True,  # to compare with the primary's
         )
 
