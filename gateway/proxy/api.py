@@ -11,7 +11,7 @@ from gateway.appkeys import PROMPTS, RUNTIME
 from gateway.errors import ApiError
 from gateway.proxy import health
 from gateway.proxy.ingress import authenticate, check_field, new_call, read_json
-from gateway.proxy.pipeline import serve_chat, serve_embeddings
+from gateway.proxy.pipeline import complete_chat, embed, serve
 from gateway.proxy.routing import PROMPT_PREFIX
 
 
@@ -36,7 +36,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         check_field(body, "stream", bool, "true or false")
     if "prompt_variables" in body:
         check_field(body, "prompt_variables", dict, "an object")
-    return await serve_chat(request, new_call(request, runtime, body, key, stream is True))
+    call = new_call(request, runtime, body, key, stream is True)
+    return await serve(request, call, complete_chat)
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
@@ -45,7 +46,7 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     server = runtime.config.server
     body = await read_json(request, server.max_body_bytes, server.body_timeout_s)
     check_field(body, "input", (str, list), "a string or an array", required=True)
-    return await serve_embeddings(request, new_call(request, runtime, body, key))
+    return await serve(request, new_call(request, runtime, body, key), embed)
 
 
 async def list_models(request: web.Request) -> web.Response:

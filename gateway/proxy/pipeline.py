@@ -17,7 +17,7 @@ from gateway.errors import ApiError, UpstreamError
 from gateway.providers.base import Usage, passed_back
 from gateway.proxy.answer_text import answer_text
 from gateway.proxy.call import Call
-from gateway.proxy.engine import EngineRun
+from gateway.proxy.engine import Attempt, EngineRun
 from gateway.proxy.middleware import json_error
 from gateway.proxy.observers import notify_finish
 from gateway.proxy.relay import StreamRelay, open_stream
@@ -60,12 +60,16 @@ CANCELLED = Answered(None, 499, "client_disconnected")  # the client went away
 FAILED = Answered(None, 500, "internal_error")  # a bug: the middleware answers 500
 
 
-async def serve_chat(request: web.Request, call: Call) -> web.StreamResponse:
+async def serve(
+    request: web.Request, call: Call, attempt: Attempt[Completed]
+) -> web.StreamResponse:
+    """A call to its answer; `attempt` is what one non-streamed attempt does (a chat
+    completion, embeddings). Whatever happens, one record."""
     run = EngineRun(call)
     ending: Ending = CANCELLED
     try:
         if not call.stream:
-            answered = ending = await _complete(call, run)
+            answered = ending = await _answer(call, run, run.first_success(attempt))
         else:
             opened = ending = await _open(call, run)
             if isinstance(opened, StreamRelay):
@@ -74,22 +78,6 @@ async def serve_chat(request: web.Request, call: Call) -> web.StreamResponse:
                 passed_back(opened.start.response.headers, headers)
                 return await opened.to_client(request, headers)
             answered = opened
-        assert answered.response is not None
-        return answered.response
-    except asyncio.CancelledError:
-        raise
-    except BaseException:
-        ending = FAILED
-        raise
-    finally:
-        finish(request.app, call, run, ending)
-
-
-async def serve_embeddings(request: web.Request, call: Call) -> web.StreamResponse:
-    run = EngineRun(call)
-    ending: Ending = CANCELLED
-    try:
-        answered = ending = await _answer(call, run, run.first_success(embed))
         assert answered.response is not None
         return answered.response
     except asyncio.CancelledError:
@@ -175,10 +163,6 @@ async def _exchange(
     back: dict[str, str] = {}
     passed_back(response.headers, back)
     return body, usage, back
-
-
-async def _complete(call: Call, run: EngineRun) -> Answered:
-    return await _answer(call, run, run.first_success(complete_chat))
 
 
 async def _answer(call: Call, run: EngineRun, attempts: Awaitable[Completed]) -> Answered:

@@ -244,5 +244,14 @@ async def test_sigterm_drains_in_steps_answering_readyz_503_before_the_listener_
     assert await asyncio.wait_for(served.process.wait(), 30) == 0
 
 
+@pytest.mark.timeout(60)
+async def test_sigint_skips_the_drain_delay(tmp_path: Path, stop_all: list[Served]) -> None:
+    """Ctrl-C at a terminal: nobody routes to it, so no 30 s of /readyz at 503 first."""
+    served = await serve(tmp_path, workers=1, drain_delay_s=30)
+    stop_all.append(served)
+    served.process.send_signal(signal.SIGINT)
+    assert await asyncio.wait_for(served.process.wait(), 20) == 0
+
+
 async def _true(value: bool) -> bool:
     return value

@@ -120,6 +120,21 @@ def test_half_open_after_cooldown_lets_exactly_one_probe_and_success_closes() ->
     assert breaker.allow() and breaker.allow()
 
 
+def test_a_success_that_began_while_closed_does_not_close_an_opened_circuit() -> None:
+    """A long request (a stream) let through while closed ends well after the circuit
+    opened: it is counted, but only the probe may close the circuit."""
+    clock = FakeClock()
+    breaker = CircuitBreaker(provider(breaker_consecutive_failures=1), clock)
+    assert breaker.allow()  # the long one begins, closed
+    breaker.on_failure(error())  # another request fails: open
+    breaker.on_success(probe=False)  # the long one ends well
+    assert state(breaker) is CircuitState.OPEN
+    clock.advance(5)
+    assert breaker.allow()  # the probe
+    breaker.on_success(probe=True)
+    assert state(breaker) is CircuitState.CLOSED
+
+
 def test_failed_probe_opens_again_for_a_full_cooldown() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker(provider(breaker_consecutive_failures=3), clock)
