@@ -147,7 +147,8 @@ def _prompts(
         runtime = app[RUNTIME]
 
         async def seed() -> None:  # the config as it is now: at boot and after a data loss
-            await seed_prompts(store, runtime.current.config.prompts)
+            config = runtime.current.config
+            await seed_prompts(store, config.prompts, config.models)
 
         holder = PromptsHolder(store, metrics, seed=seed)
         holder.current = PromptsSnapshot.from_config(config.prompts)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:  # the keys name their types for the checker; at run time this is a leaf
+    from gateway.config.control import AdminIdentity
     from gateway.evaluation.capture import Capture
     from gateway.evaluation.feedback import FeedbackStats
     from gateway.evaluation.suite_results import SuiteResults
@@ -33,6 +34,7 @@ TELEMETRY: web.AppKey[Telemetry] = web.AppKey("telemetry")
 # Features that watch requests (shadow, capture, rollout counts); see gateway.proxy.observers.
 OBSERVERS: web.AppKey[list[RequestObserver]] = web.AppKey("observers")
 INGRESS: web.RequestKey[Ingress] = web.RequestKey("ingress")  # every /v1/ request
+ADMIN: web.RequestKey[AdminIdentity] = web.RequestKey("admin")  # every /admin/ request
 
 # The features' own parts, set by their cleanup contexts in gateway.app.
 CAPTURE: web.AppKey[Capture] = web.AppKey("capture")

@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
+from gateway.appkeys import ADMIN
 from gateway.errors import Invalid
 
 T = TypeVar("T")
 ACTOR_HEADER = "X-Gateway-Actor"
-ACTOR_LIMIT = 100
 _AT = re.compile(r" - at `\$([^`]*)`$")
 _FIELD = re.compile(r"(?:unknown|required) field `([^`]+)`")
 
@@ -44,8 +44,18 @@ def invalid(exc: msgspec.ValidationError) -> Invalid:
 
 
 def actor(request: web.Request, by: str | None = None) -> str:
-    """Who is acting: the body's `by`, else the `X-Gateway-Actor` header, else admin."""
-    return (by or request.headers.get(ACTOR_HEADER) or "admin")[:ACTOR_LIMIT]
+    """Who is acting: the name the admin API authenticated (its middleware puts it on
+    the request). A `by` in a body or an `X-Gateway-Actor` header is not trusted: one
+    that names somebody else is refused."""
+    name: str = request[ADMIN].name
+    for claimed in (by, request.headers.get(ACTOR_HEADER)):
+        if claimed is not None and claimed != name:
+            raise Invalid(
+                f"'by' is who the token belongs to ({name}); it cannot name {claimed[:40]!r}.",
+                param="by",
+                code="by_not_trusted",
+            )
+    return name
 
 
 class Body(msgspec.Struct, frozen=True, kw_only=True):

@@ -95,7 +95,7 @@ class Reloader:
             )
         if config.prompts != old.config.prompts:
             try:
-                await seed_prompts(self.prompts.store, config.prompts)
+                await seed_prompts(self.prompts.store, config.prompts, config.models)
                 await self.prompts.refresh()
             except Exception as exc:  # the store is down: the follower catches up later
                 log.warning("config prompts not pushed yet: %s", exc)

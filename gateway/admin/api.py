@@ -1,37 +1,25 @@
-"""`/admin/*`: the admin sub-app, behind the admin bearer token, and its routes.
-JSON in and out; errors in OpenAI's shape."""
+"""`/admin/*`: the admin sub-app, behind the admin identities (gateway.admin.identity),
+and its routes. JSON in and out; errors in OpenAI's shape."""
 
 from __future__ import annotations
 
-import hmac
-
 from aiohttp import web
 
-from gateway.admin import config, prompts
-from gateway.appkeys import RUNTIME
-from gateway.errors import ApiError
+from gateway.admin import config, labels, prompts
+from gateway.admin.identity import admin_auth
 from gateway.evaluation.api import add_evaluation_routes
-from gateway.proxy.middleware import Handler
 from gateway.rollout.api import add_rollout_routes
 from gateway.shadow.report import add_report_routes
-
-
-@web.middleware
-async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    token = request.config_dict[RUNTIME].current.config.server.admin_token.reveal()
-    if not token:
-        raise ApiError(401, "The admin API is off: set server.admin_token.", code="admin_disabled")
-    header = request.headers.get("Authorization", "")
-    given = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        raise ApiError(401, "Admin token required.", code="invalid_admin_token")
-    return await handler(request)
 
 
 def create_admin_app() -> web.Application:
     admin = web.Application(middlewares=[admin_auth])
     admin.router.add_get("/prompts", prompts.list_prompts)
+    admin.router.add_get("/whoami", prompts.whoami)
     admin.router.add_get("/prompts/{name}", prompts.show_prompt)
+    admin.router.add_patch("/prompts/{name}", prompts.edit_docs)
+    admin.router.add_put("/prompts/{name}/labels/{label}", labels.set_label)
+    admin.router.add_delete("/prompts/{name}/labels/{label}", labels.delete_label)
     admin.router.add_post("/prompts/{name}/versions", prompts.push_version)
     admin.router.add_post("/prompts/{name}/versions/{version}/approve", prompts.approve)
     admin.router.add_put("/prompts/{name}/routing", prompts.set_routing)

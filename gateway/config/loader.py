@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from gateway.config.control import Control, admins_section, change_control_section
 from gateway.config.features import (
     CaptureConfig,
     RolloutConfig,
@@ -22,6 +22,7 @@ from gateway.config.features import (
     rollout_section,
     shadow_section,
 )
+from gateway.config.prompts import PromptConfig, prompts_section
 from gateway.config.routes import (
     PROVIDER_TYPES,
     ProviderConfig,
@@ -31,14 +32,14 @@ from gateway.config.routes import (
     models_section,
     providers_section,
 )
-from gateway.config.source import Loader, Secret, Table, interpolate, plain, read_toml
-from gateway.prompts.versions import PROMPT_NAME
+from gateway.config.source import Loader, Secret, Table, interpolate, read_toml
 
 # Types defined beside this module, imported from here by the rest of the code.
 __all__ = [
     "PROVIDER_TYPES",
     "CaptureConfig",
     "ClientKey",
+    "Control",
     "GatewayConfig",
     "LoggingConfig",
     "MetricsConfig",
@@ -108,15 +109,6 @@ class ClientKey:
 
 
 @dataclass(frozen=True)
-class PromptConfig:
-    name: str
-    model: str
-    messages: tuple[Mapping[str, Any], ...]
-    params: Mapping[str, Any]
-    require_passing_suite: bool = False
-
-
-@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "info"
     access_log: bool = True
@@ -143,6 +135,7 @@ class GatewayConfig:
     capture: CaptureConfig
     shadow: ShadowConfig = field(default_factory=ShadowConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    control: Control = field(default_factory=Control)
 
 
 def load_config(
@@ -160,7 +153,7 @@ def load_config(
     models = models_section(root.table("models"), providers, unusable)
     pricing = _pricing(root.table("pricing"))
     keys = _keys(root, set(models))
-    prompts = _prompts(root.table("prompts"), models)
+    prompts = prompts_section(root.table("prompts"), models, providers)
     logging_ = root.table("logging")
     log_cfg = LoggingConfig(
         level=logging_.text("level", "info"), access_log=logging_.flag("access_log", True)
@@ -172,6 +165,7 @@ def load_config(
     capture = capture_section(root.table("capture"), file, set(models))
     shadow = shadow_section(root.table("shadow"))
     rollout = rollout_section(root.table("rollout"))
+    control = Control(admins_section(root), change_control_section(root.table("change_control")))
     root.done()
     return GatewayConfig(
         path=str(file),
@@ -188,6 +182,7 @@ def load_config(
         capture=capture,
         shadow=shadow,
         rollout=rollout,
+        control=control,
     )
 
 
@@ -275,35 +270,3 @@ def _keys(root: Table, route_names: set[str]) -> tuple[ClientKey, ...]:
         )
         k.done()
     return tuple(keys)
-
-
-def _prompts(t: Table, routes: Mapping[str, RouteConfig]) -> dict[str, PromptConfig]:
-    prompts: dict[str, PromptConfig] = {}
-    for name in t.data:
-        t.seen.add(name)
-        p = t.table(name)
-        if not PROMPT_NAME.match(name):
-            raise p.loader.error(p.path, "a prompt name is letters, digits, '.', '_' and '-'")
-        model = p.text("model")
-        if model not in routes:
-            raise p.loader.error(p.key("model"), f"unknown route {model!r}")
-        messages = []
-        for i, raw in enumerate(p.array("messages")):
-            m = Table(p.loader, raw, f"{p.key('messages')}[{i}]")
-            role = m.text("role")
-            if role not in ("system", "user", "assistant", "developer"):
-                raise m.loader.error(m.key("role"), "must be system, developer, user or assistant")
-            messages.append({"role": role, "content": m.text("content")})
-            m.done()
-        params = plain(p.raw("params", {}))
-        if not isinstance(params, dict):
-            raise p.loader.error(p.key("params"), "must be a table")
-        prompts[name] = PromptConfig(
-            name=name,
-            model=model,
-            messages=tuple(messages),
-            params=params,
-            require_passing_suite=p.flag("require_passing_suite", False),
-        )
-        p.done()
-    return prompts

@@ -17,11 +17,7 @@ import orjson
 from aiohttp import web
 
 from gateway.appkeys import CAPTURE, PROMPTS, RUNTIME, SUITE_RESULTS
-from gateway.decoding import actor, decode
 from gateway.errors import ApiError, Conflict
-from gateway.evaluation.suite_results import SuiteRunBody
-from gateway.proxy.ingress import read_json
-from gateway.store.base import not_found, version_not_found
 
 BODY_LIMIT = 1024 * 1024
 MAX_CAPTURES = 10_000  # per admin query
@@ -63,48 +59,24 @@ async def show_capture(request: web.Request) -> web.Response:
     return _json(record)
 
 
-async def post_suite_results(request: web.Request) -> web.Response:
-    name, version = request.match_info["name"], request.match_info["version"]
-    body = await read_json(request, BODY_LIMIT)
-    state = await request.config_dict[PROMPTS].store.get_prompt(name)
-    if state is None:
-        raise not_found(name)
-    if version not in state.versions:
-        raise version_not_found(name, version)
-    checked = decode(body, SuiteRunBody)
-    run = {
-        **body,  # the run's details as the client sent them
-        "by": actor(request, checked.by),
-        "at": time.time(),
-        "hash": state.versions[version].hash,  # the content the run was made on
-    }
-    await request.config_dict[SUITE_RESULTS].record(name, version, run)
-    return _json(run, status=201)
-
-
 async def check_approvable(request: web.Request, name: str, version: str) -> None:
-    """409 unless the prompt does not require a passing suite, the version is already
-    approved, or its latest recorded suite run passed."""
+    """409 unless the prompt requires no dataset run (`require_suite`), the version is
+    approved already, or the gateway's latest run of that dataset, at its current
+    revision, on this version passed at `min_pass_rate`."""
     prompt = request.config_dict[RUNTIME].current.config.prompts.get(name)
-    if prompt is None or not prompt.require_passing_suite:
+    if prompt is None or not prompt.require_suite:
         return
     state = await request.config_dict[PROMPTS].store.get_prompt(name)
     if state is None or version not in state.versions:
         return  # the store's own 404 follows
     if state.versions[version].status == "approved":
         return
-    latest = await request.config_dict[SUITE_RESULTS].latest(name, version)
-    if latest is None or not latest.get("passed"):
-        raise Conflict(
-            f"Prompt '{name}' requires a passing regression suite before approval; "
-            + (
-                f"{version} has no recorded run."
-                if latest is None
-                else f"the latest run of {version} failed."
-            )
-            + f" Run `gateway prompts test {name}@{version} --suite FILE`.",
-            code="suite_required",
-        )
+    raise Conflict(
+        f"Prompt '{name}' requires a passing run of dataset '{prompt.require_suite}' "
+        f"before approval; {version} has none. Run `gateway prompts test "
+        f"{name}@{version} --dataset {prompt.require_suite}`.",
+        code="suite_required",
+    )
 
 
 async def annotate_prompt(request: web.Request, prompt: dict[str, Any]) -> dict[str, Any]:
@@ -114,4 +86,3 @@ async def annotate_prompt(request: web.Request, prompt: dict[str, Any]) -> dict[
 def add_evaluation_routes(admin: web.Application) -> None:
     admin.router.add_get("/captures", list_captures)
     admin.router.add_get("/captures/{request_id}", show_capture)
-    admin.router.add_post("/prompts/{name}/versions/{version}/suite-results", post_suite_results)

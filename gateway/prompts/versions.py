@@ -10,6 +10,7 @@ import time
 from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
@@ -25,21 +26,52 @@ Status = Literal["draft", "approved"]
 
 
 @dataclass(frozen=True)
+class TargetPin:
+    """A provider and model a version is pinned to, or was approved on."""
+
+    provider: str
+    model: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+    def to_json(self) -> dict[str, str]:
+        return {"provider": self.provider, "model": self.model}
+
+
+@dataclass(frozen=True)
 class PromptContent:
     model: str  # a route alias
     messages: tuple[Mapping[str, Any], ...]
     params: Mapping[str, Any] = field(default_factory=dict)
+    targets: tuple[TargetPin, ...] = ()  # pinned: tried in this order, whatever the route says
 
     @property
     def hash(self) -> str:
-        canonical = orjson.dumps(
-            {"model": self.model, "messages": list(self.messages), "params": dict(self.params)},
-            option=orjson.OPT_SORT_KEYS,
-        )
+        # Without pinned targets the hash is what it was before pins existed.
+        canonical = orjson.dumps(self.to_json(), option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(canonical).hexdigest()
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "messages": list(self.messages), "params": dict(self.params)}
+        out: dict[str, Any] = {
+            "model": self.model,
+            "messages": list(self.messages),
+            "params": dict(self.params),
+        }
+        if self.targets:
+            out["targets"] = [t.to_json() for t in self.targets]
+        return out
+
+
+@dataclass(frozen=True)
+class Approval:
+    by: str
+    at: float
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"by": self.by, "at": iso(self.at), "note": self.note}
 
 
 @dataclass(frozen=True)
@@ -50,30 +82,43 @@ class PromptVersion:
     status: Status = "draft"
     created_at: float = 0.0
     created_by: str = ""
-    approved_by: str = ""
-    approved_at: float = 0.0
-    approval_note: str = ""
+    note: str = ""  # the change message it was pushed with
+    approvals: tuple[Approval, ...] = ()
+    # Where its route sent it when it was approved: what "approved" covers.
+    approved_targets: tuple[TargetPin, ...] = ()
 
     @property
     def number(self) -> int:
         return version_number(self.id)
 
-    def approved(self, by: str, note: str = "") -> PromptVersion:
-        return replace(
-            self, status="approved", approved_by=by, approved_at=time.time(), approval_note=note
-        )
+    @property
+    def approved_by(self) -> str:
+        return self.approvals[-1].by if self.status == "approved" and self.approvals else ""
+
+    def approved_once_more(
+        self, by: str, note: str, required: int, targets: tuple[TargetPin, ...]
+    ) -> PromptVersion:
+        """With one more approval; approved once `required` distinct people have."""
+        approvals = (*self.approvals, Approval(by, time.time(), note))
+        if len(approvals) < required:
+            return replace(self, approvals=approvals)
+        return replace(self, approvals=approvals, status="approved", approved_targets=targets)
 
     def to_json(self) -> dict[str, Any]:
+        last = self.approvals[-1] if self.status == "approved" and self.approvals else None
         return {
             "version": self.id,
             "hash": self.hash,
             "status": self.status,
             **self.content.to_json(),
+            "note": self.note,
             "created_at": self.created_at,
             "created_by": self.created_by,
-            "approved_by": self.approved_by or None,
-            "approved_at": self.approved_at or None,
-            "approval_note": self.approval_note or None,
+            "approvals": [a.to_json() for a in self.approvals],
+            "approved_by": last.by if last else None,
+            "approved_at": last.at if last else None,
+            "approval_note": (last.note or None) if last else None,
+            "approved_targets": [t.to_json() for t in self.approved_targets],
         }
 
 
@@ -99,36 +144,31 @@ class Routing:
 
 
 @dataclass(frozen=True)
-class RoutingChange:
-    at: float
-    by: str
-    before: Routing | None
-    after: Routing
-    reason: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "at": self.at,
-            "by": self.by,
-            "reason": self.reason,
-            "before": self.before.to_json() if self.before else None,
-            "after": self.after.to_json(),
-        }
-
-
-@dataclass(frozen=True)
 class PromptState:
     name: str
     versions: Mapping[str, PromptVersion]
     routing: Routing | None
+    labels: Mapping[str, str] = field(default_factory=dict)  # label -> vN
+    docs: Mapping[str, str] = field(default_factory=dict)  # description, owner, …
 
     def to_json(self) -> dict[str, Any]:
         ordered = sorted(self.versions.values(), key=lambda v: v.number)
         return {
             "name": self.name,
+            **{key: self.docs.get(key, "") for key in DOC_FIELDS},
             "versions": [v.to_json() for v in ordered],
             "routing": self.routing.to_json() if self.routing else None,
+            "labels": dict(self.labels),
         }
+
+
+DOC_FIELDS = ("description", "owner", "known_issues", "runbook_notes")
+
+
+def iso(at: float) -> str:
+    """A time as ISO 8601 UTC, to the millisecond."""
+    stamp = datetime.fromtimestamp(at, tz=UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
 
 
 def version_number(version_id: str) -> int:

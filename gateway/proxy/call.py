@@ -39,6 +39,10 @@ class Policy:
 
 PRIMARY = Policy("primary", retries=True, health=True)
 SHADOW = Policy("shadow", retries=False, health=False, headers={SHADOW_HEADER: "1"})
+# The gateway's own runs of a pinned version: retried as production would be, apart
+# from live traffic's health, and never captured or counted where live traffic is.
+TEST = Policy("test", retries=True, health=False, headers={"X-Gateway-Test": "1"})
+REPLAY = Policy("replay", retries=True, health=False, headers={"X-Gateway-Replay": "1"})
 
 
 @dataclass(slots=True)  # not frozen: made per request, and frozen init is slow

@@ -141,7 +141,7 @@ def check_field(
     return value
 
 
-class _Prompted(NamedTuple):
+class Prompted(NamedTuple):
     body: dict[str, Any]  # to send upstream
     variables: Mapping[str, Any]
     messages: list[Any]  # the version's, rendered
@@ -166,7 +166,7 @@ def new_call(
         else body
     )
     plan: RoutePlan
-    prompted: _Prompted | None = None
+    prompted: Prompted | None = None
     if model.startswith(PROMPT_PREFIX):
         sticky = request.headers.get("X-Gateway-Sticky-Key") or body.get("user")
         plan, version = plan_prompt_route(
@@ -176,7 +176,7 @@ def new_call(
             key,
             sticky if isinstance(sticky, str) else None,
         )
-        prompted = _prompted(version, body, upstream_body)
+        prompted = prompted_body(version, body, upstream_body)
         upstream_body = prompted.body
     else:
         plan = plan_model_route(runtime, model, key)
@@ -205,13 +205,13 @@ def new_call(
     return call
 
 
-def _prompted(
+def prompted_body(
     version: PromptVersion, body: Mapping[str, Any], upstream_body: Mapping[str, Any]
-) -> _Prompted:
+) -> Prompted:
     """A prompt's version's messages (rendered) before the client's, and its params as
     defaults the client may override."""
     variables = body.get("prompt_variables") or {}
     messages = render_messages(version.content, variables)
     params = version.content.params
     sent = {**params, **upstream_body, "messages": [*messages, *(body.get("messages") or [])]}
-    return _Prompted(sent, variables, messages, params)
+    return Prompted(sent, variables, messages, params)

@@ -20,7 +20,7 @@ from gateway.proxy.call import Call
 from gateway.proxy.engine import Attempt, EngineRun
 from gateway.proxy.middleware import json_error
 from gateway.proxy.observers import notify_finish
-from gateway.proxy.relay import StreamRelay, open_stream
+from gateway.proxy.relay import StreamRelay, StreamStart, open_stream
 from gateway.proxy.runtime import ProviderRuntime
 from gateway.telemetry.recorder import RequestRecord, price_of
 
@@ -203,3 +203,21 @@ def _failed(call: Call, run: EngineRun, error: ApiError | UpstreamError) -> Answ
         headers=call.gateway_headers(target, run.attempts),
     )
     return Answered(response, status, error.reason)
+
+
+async def run_unattended(call: Call, run: EngineRun) -> Ending:
+    """A call nobody waits on (a shadow copy, a test run, a replay): through the engine
+    as any call, a stream read to its end with nobody to send it to."""
+    try:
+        if not call.stream:
+            raw, usage, _ = await run.first_success(complete_chat)
+            return Answered(None, 200, usage=usage, answer=answer_text(raw))
+        start: StreamStart = await run.first_success(open_stream)
+    except ApiError as error:  # every target failed, or the deadline passed
+        return Answered(None, error.status, run.failure)
+    except UpstreamError as error:  # the provider says the request is wrong
+        return Answered(None, error.status or 400, error.reason)
+    assert run.target is not None
+    relay = StreamRelay(call, start, call.runtime.providers[run.target.provider], run.target)
+    await relay.to_end()
+    return relay

@@ -62,7 +62,8 @@ def plan_prompt_route(
     sticky_key: str | None,
 ) -> tuple[RoutePlan, PromptVersion]:
     """`prompt:NAME` picks a version by the sticky hash and weights; `prompt:NAME@vN`
-    pins one (drafts included: for suites, replay and rollback checks)."""
+    pins one (drafts included: for suites, replay and rollback checks), and
+    `prompt:NAME@LABEL` the version the label points at."""
     name, at, pinned = model.removeprefix(PROMPT_PREFIX).partition("@")
     if at and not pinned:
         raise ApiError(
@@ -92,9 +93,10 @@ def plan_prompt_route(
             code="model_not_found",
             param="model",
         )
+    pins = version.content.targets
     return RoutePlan(
         route=route,
-        targets=order_targets(route),
+        targets=pinned_targets(runtime, name, version) if pins else order_targets(route),
         prompt=name,
         version=version.id,
         pinned=bool(pinned),
@@ -105,11 +107,11 @@ def _pick_version(
     entry: PromptEntry, name: str, pinned: str, sticky_key: str | None
 ) -> PromptVersion:
     if pinned:
-        version = entry.versions.get(pinned)
+        version = entry.versions.get(entry.labels.get(pinned, pinned))
         if version is None:
             raise ApiError(
                 404,
-                f"Prompt `{name}` has no version `{pinned}`.",
+                f"Prompt `{name}` has no version or label `{pinned}`.",
                 code="version_not_found",
                 param="model",
             )
@@ -122,3 +124,20 @@ def _pick_version(
             param="model",
         )
     return entry.versions[entry.picker.pick(sticky_key)]
+
+
+def pinned_targets(runtime: Runtime, name: str, version: PromptVersion) -> tuple[Target, ...]:
+    """A version's own targets, in its order, those whose provider is configured."""
+    providers = runtime.config.providers
+    targets = tuple(
+        Target(p.provider, p.model) for p in version.content.targets if p.provider in providers
+    )
+    if not targets:
+        raise ApiError(
+            503,
+            f"Prompt `{name}` {version.id} is pinned to targets whose providers are not "
+            "configured.",
+            type_="api_error",
+            code="no_target",
+        )
+    return targets

@@ -212,6 +212,7 @@ class RolloutController:
                     Routing(dict(rollout.weights), current.shadow if current else Shadow()),
                     by="rollout",
                     reason=_routing_reason(rollout),
+                    kind="rollout",
                 )
                 with contextlib.suppress(Exception):  # others follow the store anyway
                     await self.holder.refresh()

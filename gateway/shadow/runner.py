@@ -23,14 +23,12 @@ from typing import Any
 
 from gateway.config.features import ShadowConfig
 from gateway.config.routes import RouteConfig, Target
-from gateway.errors import ApiError, DomainError, UpstreamError
+from gateway.errors import DomainError
 from gateway.prompts.versions import PromptVersion, render_messages
-from gateway.proxy.answer_text import answer_text
 from gateway.proxy.call import SHADOW, Call
 from gateway.proxy.engine import EngineRun
 from gateway.proxy.observers import IGNORE, WATCH_ANSWER
-from gateway.proxy.pipeline import Answered, Ending, complete_chat, record_of
-from gateway.proxy.relay import StreamRelay, StreamStart, open_stream
+from gateway.proxy.pipeline import record_of, run_unattended
 from gateway.proxy.routing import RoutePlan, order_targets
 from gateway.shadow.report import Kind, Pair, ShadowLog, Side, clip, similarity
 from gateway.store.follower import PromptsHolder
@@ -242,7 +240,7 @@ class ShadowRunner:
             )
         else:
             run = EngineRun(call)
-            record = record_of(call, run, await _ending(call, run))
+            record = record_of(call, run, await run_unattended(call, run))
         self._telemetry.record(record, runtime.config)
         self._count(job, "ok" if record.status == 200 else "error")
         self.log.add(job.kind, job.name, _pair(job, Side.of(record), record.answer))
@@ -272,24 +270,6 @@ class ShadowRunner:
             primary_request_id=primary.request_id,
             keep_answer=True,  # to compare with the primary's
         )
-
-
-async def _ending(call: Call, run: EngineRun) -> Ending:
-    """Through the engine as any call, the stream read to its end with nobody to send
-    it to; the first target that answers, in the route's order."""
-    try:
-        if not call.stream:
-            raw, usage, _ = await run.first_success(complete_chat)
-            return Answered(None, 200, usage=usage, answer=answer_text(raw))
-        start: StreamStart = await run.first_success(open_stream)
-    except ApiError as error:  # every target failed, or the deadline passed
-        return Answered(None, error.status, run.failure)
-    except UpstreamError as error:  # the provider says the request is wrong
-        return Answered(None, error.status or 400, error.reason)
-    assert run.target is not None
-    relay = StreamRelay(call, start, call.runtime.providers[run.target.provider], run.target)
-    await relay.to_end()
-    return relay
 
 
 def _version_body(job: _Job, mirror: VersionMirror) -> dict[str, Any]:

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Mapping
 
+from gateway.prompts.approval import ONE_APPROVAL, ApprovalRules, approve_once_more
+from gateway.prompts.history import HistoryEntry, Kind, rollback_target, routing_entry
 from gateway.prompts.versions import (
     PromptContent,
     PromptState,
     PromptVersion,
     Routing,
-    RoutingChange,
     check_routing,
 )
 from gateway.store.base import (
+    HISTORY_LIMIT,
     Loaded,
     OnChange,
+    approved_entry,
+    check_label,
+    docs_entry,
+    label_entry,
     new_version,
     not_found,
-    rollback_change,
+    not_found_label,
+    pushed_entry,
     version_not_found,
 )
 from gateway.store.captures import CaptureLog, FileCaptureLog, MemoryCaptureLog, Settings
@@ -33,7 +40,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self._versions: dict[str, dict[str, PromptVersion]] = {}
         self._routing: dict[str, Routing] = {}
-        self._history: dict[str, list[RoutingChange]] = {}
+        self._labels: dict[str, dict[str, str]] = {}
+        self._docs: dict[str, dict[str, str]] = {}
+        self._history: dict[str, list[HistoryEntry]] = {}
         self._lock = asyncio.Lock()
         self._records = MemoryRecords()
         self._rollouts = MemoryRolloutStore()
@@ -55,13 +64,30 @@ class MemoryStore:
         return False  # never lost: nothing to restore
 
     def _state(self, name: str) -> PromptState:
-        return PromptState(name, dict(self._versions[name]), self._routing.get(name))
+        return PromptState(
+            name,
+            dict(self._versions[name]),
+            self._routing.get(name),
+            dict(self._labels.get(name, {})),
+            dict(self._docs.get(name, {})),
+        )
+
+    def _require(self, name: str) -> dict[str, PromptVersion]:
+        versions = self._versions.get(name)
+        if versions is None:
+            raise not_found(name)
+        return versions
+
+    def _add(self, name: str, entry: HistoryEntry) -> None:
+        history = self._history.setdefault(name, [])
+        history.insert(0, entry)
+        del history[HISTORY_LIMIT:]
 
     async def get_prompt(self, name: str) -> PromptState | None:
         return self._state(name) if name in self._versions else None
 
     async def push_version(
-        self, name: str, content: PromptContent, by: str
+        self, name: str, content: PromptContent, by: str, note: str = ""
     ) -> tuple[PromptVersion, bool]:
         async with self._lock:
             versions = self._versions.setdefault(name, {})
@@ -69,48 +95,81 @@ class MemoryStore:
             for version in versions.values():
                 if version.hash == digest:
                     return version, False
-            created = new_version(len(versions) + 1, content, by)
+            created = new_version(len(versions) + 1, content, by, note)
             versions[created.id] = created
+            self._add(name, pushed_entry(created))
             return created, True
 
-    async def approve(self, name: str, version: str, by: str, note: str) -> PromptVersion:
+    async def approve(
+        self, name: str, version: str, by: str, note: str, rules: ApprovalRules = ONE_APPROVAL
+    ) -> PromptVersion:
         async with self._lock:
-            versions = self._versions.get(name)
-            if versions is None:
-                raise not_found(name)
+            versions = self._require(name)
             if version not in versions:
                 raise version_not_found(name, version)
-            if versions[version].status == "approved":
+            approved = approve_once_more(versions[version], by, note, rules)
+            if approved is None:
                 return versions[version]
-            approved = versions[version].approved(by, note)
             versions[version] = approved
+            self._add(name, approved_entry(approved, by, note))
             return approved
 
-    async def set_routing(self, name: str, routing: Routing, by: str, reason: str) -> RoutingChange:
+    async def set_routing(
+        self, name: str, routing: Routing, by: str, reason: str, kind: Kind = "routing"
+    ) -> HistoryEntry:
         async with self._lock:
-            if name not in self._versions:
-                raise not_found(name)
-            check_routing(routing, self._versions[name])
-            change = RoutingChange(
-                at=time.time(), by=by, before=self._routing.get(name), after=routing, reason=reason
-            )
+            check_routing(routing, self._require(name))
+            entry = routing_entry(kind, by, self._routing.get(name), routing, reason)
             self._routing[name] = routing
-            self._history.setdefault(name, []).insert(0, change)
-            return change
+            self._add(name, entry)
+            return entry
 
-    async def rollback(self, name: str, by: str) -> RoutingChange:
+    async def rollback(self, name: str, by: str, to: str | None = None) -> HistoryEntry:
         async with self._lock:
-            if name not in self._versions:
-                raise not_found(name)
-            history = self._history.get(name, [])
-            restored, change = rollback_change(name, history, self._routing.get(name), by)
+            versions = self._require(name)
+            restored, why, detail = rollback_target(name, self._history.get(name, []), to)
+            check_routing(restored, versions)
+            entry = routing_entry("rollback", by, self._routing.get(name), restored, why, detail)
             self._routing[name] = restored
-            history.insert(0, change)
-            return change
+            self._add(name, entry)
+            return entry
 
-    async def history(self, name: str, limit: int = 100) -> list[RoutingChange]:
-        if name not in self._versions:
-            raise not_found(name)
+    async def set_label(
+        self, name: str, label: str, version: str | None, by: str, allow_draft: bool
+    ) -> HistoryEntry:
+        async with self._lock:
+            versions = self._require(name)
+            labels = self._labels.setdefault(name, {})
+            before = labels.get(label)
+            if version is None:
+                if before is None:
+                    raise not_found_label(name, label)
+                del labels[label]
+            else:
+                check_label(name, label, versions, version, allow_draft)
+                labels[label] = version
+            entry = label_entry(label, before, version, by)
+            self._add(name, entry)
+            return entry
+
+    async def set_docs(self, name: str, docs: Mapping[str, str], by: str) -> HistoryEntry | None:
+        async with self._lock:
+            self._require(name)
+            before = self._docs.setdefault(name, {})
+            if all(before.get(k, "") == v for k, v in docs.items()):
+                return None
+            entry = docs_entry(before, docs, by)
+            self._docs[name] = {**before, **docs}
+            self._add(name, entry)
+            return entry
+
+    async def add_history(self, name: str, entry: HistoryEntry) -> None:
+        async with self._lock:
+            self._require(name)
+            self._add(name, entry)
+
+    async def history(self, name: str, limit: int = 100) -> list[HistoryEntry]:
+        self._require(name)
         return self._history.get(name, [])[: max(limit, 0)]
 
     async def watch(self, on_change: OnChange) -> None:

@@ -8,65 +8,53 @@ both (see `watch`)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import random
-import time
 import uuid
-import weakref
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError, WatchError
+import orjson
 
 from gateway.config.loader import RedisConfig
 from gateway.errors import Conflict
+from gateway.prompts.approval import ONE_APPROVAL, ApprovalRules, approve_once_more
+from gateway.prompts.history import HistoryEntry, Kind, rollback_target, routing_entry
 from gateway.prompts.versions import (
     PromptContent,
     PromptState,
     PromptVersion,
     Routing,
-    RoutingChange,
     check_routing,
 )
 from gateway.store.base import (
+    HISTORY_LIMIT,
     RESTORED_BY,
     RESTORED_REASON,
     Loaded,
     OnChange,
+    approved_entry,
+    check_label,
+    docs_entry,
+    label_entry,
     new_version,
     not_found,
-    rollback_change,
+    not_found_label,
+    pushed_entry,
     version_not_found,
 )
 from gateway.store.captures import CaptureLog, RedisCaptureLog, Settings
 from gateway.store.errors import StoreUnavailable
-from gateway.store.prompt_records import decode_change, decode_routing, decode_version
+from gateway.store.prompt_records import decode_entry, decode_routing, decode_version, entry_json
 from gateway.store.records import Records, RedisRecords
 from gateway.store.redis_connect import Closer, RedisClient, connect, unavailable_on_error
 from gateway.store.redis_keys import Keys, dumps, text
+from gateway.store.redis_watch import follow_changes
+from gateway.store.redis_writer import MAX_ATTEMPTS, Writer, Writes
 from gateway.store.rollout_redis import RedisRolloutStore, RedisVersionStats
 from gateway.store.rollouts import RolloutStore
 from gateway.store.version_counts import StatsSink
 
 log = logging.getLogger("gateway.store")
-
-HISTORY_LIMIT = 1000  # routing changes kept per prompt
-MAX_ATTEMPTS = 50  # transaction attempts before a write gives up as a conflict
-T = TypeVar("T")
-Writes = Callable[[Any], None]  # queues the write commands on a MULTI pipeline
-Plan = Callable[[], Awaitable[tuple[T, Writes | None]]]
-
-
-def _raise_if_cancelled() -> None:
-    """redis-py's reads with a timeout can swallow a cancellation that lands as the
-    timeout expires (seen with pub/sub on Python 3.11): honour it here instead of
-    polling on forever."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class RedisStore:
@@ -79,10 +67,7 @@ class RedisStore:
         self._cfg = cfg
         self._closers = closers or []
         self.keys = Keys(cfg.prefix)
-        # Held only while in use: a lock nobody waits on goes with its last user.
-        self._write_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self._writer = Writer(client, self.keys)
 
     @classmethod
     def from_config(cls, cfg: RedisConfig) -> RedisStore:
@@ -151,37 +136,47 @@ class RedisStore:
                 versions = state.versions.values()
                 pipe.hset(keys.versions(name), mapping={v.id: dumps(v.to_json()) for v in versions})
                 pipe.hset(keys.hashes(name), mapping={v.hash: v.id for v in versions})
+                if state.labels:
+                    pipe.hset(keys.labels(name), mapping=dict(state.labels))
+                if state.docs:
+                    pipe.set(keys.docs(name), dumps(dict(state.docs)))
                 if state.routing is not None:
-                    change = RoutingChange(
-                        time.time(), RESTORED_BY, None, state.routing, RESTORED_REASON
+                    entry = routing_entry(
+                        "restored", RESTORED_BY, None, state.routing, RESTORED_REASON
                     )
-                    self._change_writes(name, change)(pipe)
+                    self._routing_writes(name, state.routing, entry)(pipe)
 
             return True, writes
 
         with unavailable_on_error():
             await self._client.sadd(keys.prompts, name)  # named first, as in push_version
             watched = [keys.versions(name), keys.hashes(name), keys.routing(name)]
-            return await self._transact(name, [*watched, keys.history(name)], plan)
+            watched += [keys.history(name), keys.labels(name)]
+            return await self._writer.transact(name, watched, plan)
 
     async def _read_states(self, names: list[str]) -> tuple[dict[str, PromptState], bytes | None]:
         """The prompts, and the data set's id read after them."""
         pipe = self._client.pipeline(transaction=False)
         # Routing before versions: a version routing refers to is never removed and
         # never loses its approval, so the versions read after it always cover it.
+        # Labels too: a label points only at versions that exist.
         for name in names:
             pipe.get(self.keys.routing(name))
+            pipe.hgetall(self.keys.labels(name))
             pipe.hgetall(self.keys.versions(name))
+            pipe.get(self.keys.docs(name))
         pipe.get(self.keys.dataset)
         *replies, last = await pipe.execute()
         states = {}
         for i, name in enumerate(names):
-            raw_routing, raw_versions = replies[2 * i], replies[2 * i + 1]
+            raw_routing, raw_labels, raw_versions, raw_docs = replies[4 * i : 4 * i + 4]
             if not raw_versions:  # named before its first version was written
                 continue
             versions = {text(k): decode_version(v) for k, v in raw_versions.items()}
             routing = decode_routing(raw_routing) if raw_routing else None
-            states[name] = PromptState(name, versions, routing)
+            labels = {text(k): text(v) for k, v in (raw_labels or {}).items()}
+            docs = orjson.loads(raw_docs) if raw_docs else {}
+            states[name] = PromptState(name, versions, routing, labels, docs)
         return states, last
 
     async def get_prompt(self, name: str) -> PromptState | None:
@@ -189,13 +184,13 @@ class RedisStore:
             states, _ = await self._read_states([name])
             return states.get(name)
 
-    async def history(self, name: str, limit: int = 100) -> list[RoutingChange]:
+    async def history(self, name: str, limit: int = 100) -> list[HistoryEntry]:
         with unavailable_on_error():
             await self._require_prompt(name)
             if limit <= 0:
                 return []
             raw = await self._client.lrange(self.keys.history(name), 0, limit - 1)
-        return [decode_change(item) for item in raw]
+        return [decode_entry(item) for item in raw]
 
     async def _require_prompt(self, name: str) -> None:
         if not await self._client.exists(self.keys.versions(name)):
@@ -214,7 +209,7 @@ class RedisStore:
     # -- writes --------------------------------------------------------------------
 
     async def push_version(
-        self, name: str, content: PromptContent, by: str
+        self, name: str, content: PromptContent, by: str, note: str = ""
     ) -> tuple[PromptVersion, bool]:
         keys, digest = self.keys, content.hash
 
@@ -225,11 +220,12 @@ class RedisStore:
                 if raw is not None:
                     return (decode_version(raw), False), None
             count = await self._client.hlen(keys.versions(name))
-            created = new_version(count + 1, content, by)
+            created = new_version(count + 1, content, by, note)
 
             def writes(pipe: Any) -> None:
                 pipe.hset(keys.versions(name), created.id, dumps(created.to_json()))
                 pipe.hset(keys.hashes(name), digest, created.id)
+                self._entry_writes(name, pushed_entry(created))(pipe)
 
             return (created, True), writes
 
@@ -237,9 +233,12 @@ class RedisStore:
             # Named first: a name without versions is skipped by readers, a version
             # without its name would be invisible.
             await self._client.sadd(keys.prompts, name)
-            return await self._transact(name, [keys.versions(name), keys.hashes(name)], plan)
+            watched = [keys.versions(name), keys.hashes(name)]
+            return await self._writer.transact(name, watched, plan)
 
-    async def approve(self, name: str, version: str, by: str, note: str) -> PromptVersion:
+    async def approve(
+        self, name: str, version: str, by: str, note: str, rules: ApprovalRules = ONE_APPROVAL
+    ) -> PromptVersion:
         key = self.keys.versions(name)
 
         async def plan() -> tuple[PromptVersion, Writes | None]:
@@ -248,126 +247,121 @@ class RedisStore:
             if raw is None:
                 raise version_not_found(name, version)
             current = decode_version(raw)
-            if current.status == "approved":
+            approved = approve_once_more(current, by, note, rules)
+            if approved is None:
                 return current, None
-            approved = current.approved(by, note)
-            return approved, lambda pipe: pipe.hset(key, version, dumps(approved.to_json()))
+
+            def writes(pipe: Any) -> None:
+                pipe.hset(key, version, dumps(approved.to_json()))
+                self._entry_writes(name, approved_entry(approved, by, note))(pipe)
+
+            return approved, writes
 
         with unavailable_on_error():
-            return await self._transact(name, [key], plan)
+            return await self._writer.transact(name, [key], plan)
 
-    async def set_routing(self, name: str, routing: Routing, by: str, reason: str) -> RoutingChange:
+    async def set_routing(
+        self, name: str, routing: Routing, by: str, reason: str, kind: Kind = "routing"
+    ) -> HistoryEntry:
         keys = self.keys
 
-        async def plan() -> tuple[RoutingChange, Writes | None]:
+        async def plan() -> tuple[HistoryEntry, Writes | None]:
             check_routing(routing, await self._versions(name))
-            before = await self._routing(name)
-            change = RoutingChange(
-                at=time.time(), by=by, before=before, after=routing, reason=reason
-            )
-            return change, self._change_writes(name, change)
+            entry = routing_entry(kind, by, await self._routing(name), routing, reason)
+            return entry, self._routing_writes(name, routing, entry)
 
         with unavailable_on_error():
             watched = [keys.versions(name), keys.routing(name), keys.history(name)]
-            return await self._transact(name, watched, plan)
+            return await self._writer.transact(name, watched, plan)
 
-    async def rollback(self, name: str, by: str) -> RoutingChange:
+    async def rollback(self, name: str, by: str, to: str | None = None) -> HistoryEntry:
         keys = self.keys
 
-        async def plan() -> tuple[RoutingChange, Writes | None]:
-            await self._require_prompt(name)
-            last = await self._client.lindex(keys.history(name), 0)
-            history = [decode_change(last)] if last else []
-            _, change = rollback_change(name, history, await self._routing(name), by)
-            return change, self._change_writes(name, change)
+        async def plan() -> tuple[HistoryEntry, Writes | None]:
+            versions = await self._versions(name)
+            raw = await self._client.lrange(keys.history(name), 0, -1)
+            restored, why, detail = rollback_target(name, [decode_entry(r) for r in raw], to)
+            check_routing(restored, versions)
+            entry = routing_entry("rollback", by, await self._routing(name), restored, why, detail)
+            return entry, self._routing_writes(name, restored, entry)
 
         with unavailable_on_error():
-            return await self._transact(name, [keys.routing(name), keys.history(name)], plan)
+            watched = [keys.versions(name), keys.routing(name), keys.history(name)]
+            return await self._writer.transact(name, watched, plan)
 
-    def _change_writes(self, name: str, change: RoutingChange) -> Writes:
+    async def set_label(
+        self, name: str, label: str, version: str | None, by: str, allow_draft: bool
+    ) -> HistoryEntry:
+        keys = self.keys
+
+        async def plan() -> tuple[HistoryEntry, Writes | None]:
+            versions = await self._versions(name)
+            raw = await self._client.hget(keys.labels(name), label)
+            before = text(raw) if raw is not None else None
+            if version is None and before is None:
+                raise not_found_label(name, label)
+            if version is not None:
+                check_label(name, label, versions, version, allow_draft)
+            entry = label_entry(label, before, version, by)
+
+            def writes(pipe: Any) -> None:
+                if version is None:
+                    pipe.hdel(keys.labels(name), label)
+                else:
+                    pipe.hset(keys.labels(name), label, version)
+                self._entry_writes(name, entry)(pipe)
+
+            return entry, writes
+
+        with unavailable_on_error():
+            return await self._writer.transact(name, [keys.versions(name), keys.labels(name)], plan)
+
+    async def set_docs(self, name: str, docs: Mapping[str, str], by: str) -> HistoryEntry | None:
+        key = self.keys.docs(name)
+
+        async def plan() -> tuple[HistoryEntry | None, Writes | None]:
+            await self._require_prompt(name)
+            raw = await self._client.get(key)
+            before = orjson.loads(raw) if raw else {}
+            if all(before.get(k, "") == v for k, v in docs.items()):
+                return None, None
+            entry = docs_entry(before, docs, by)
+
+            def writes(pipe: Any) -> None:
+                pipe.set(key, dumps({**before, **docs}))
+                self._entry_writes(name, entry)(pipe)
+
+            return entry, writes
+
+        with unavailable_on_error():
+            return await self._writer.transact(name, [key], plan)
+
+    async def add_history(self, name: str, entry: HistoryEntry) -> None:
+        with unavailable_on_error():
+            await self._require_prompt(name)
+            pipe = self._client.pipeline(transaction=True)
+            self._entry_writes(name, entry)(pipe)
+            await pipe.execute()
+
+    def _entry_writes(self, name: str, entry: HistoryEntry) -> Writes:
         def writes(pipe: Any) -> None:
-            pipe.set(self.keys.routing(name), dumps(change.after.to_json()))
-            pipe.lpush(self.keys.history(name), dumps(change.to_json()))
+            pipe.lpush(self.keys.history(name), dumps(entry_json(entry)))
             pipe.ltrim(self.keys.history(name), 0, HISTORY_LIMIT - 1)
 
         return writes
 
-    async def _transact(self, name: str, watched: list[str], plan: Plan[T]) -> T:
-        """Run `plan` (reads and checks) with `watched` under WATCH, then its writes in
-        MULTI/EXEC; from the start if another writer got there first. The reads go
-        through the client: any change after WATCH still fails the EXEC. One write per
-        prompt at a time in this process: WATCH settles races between replicas, and a
-        burst of writes never opens a connection each."""
-        lock = self._write_locks.setdefault(name, asyncio.Lock())
-        async with lock:
-            for attempt in range(MAX_ATTEMPTS):
-                async with self._client.pipeline(transaction=True) as pipe:
-                    await pipe.watch(*watched)
-                    result, writes = await plan()
-                    if writes is None:
-                        return result
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    writes(pipe)
-                    try:
-                        await pipe.execute()
-                    except WatchError:
-                        await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
-                        continue
-                await self._notify(name)
-                return result
-        raise Conflict(
-            f"Prompt '{name}' is being changed by others right now; try again.",
-            code="concurrent_change",
-        )
+    def _routing_writes(self, name: str, routing: Routing, entry: HistoryEntry) -> Writes:
+        def writes(pipe: Any) -> None:
+            pipe.set(self.keys.routing(name), dumps(routing.to_json()))
+            self._entry_writes(name, entry)(pipe)
 
-    async def _notify(self, name: str) -> None:
-        """Tell the replicas. The write is done: a failure here only delays them
-        until their next poll or resync."""
-        try:
-            await self._client.incr(self.keys.epoch)
-            await self._client.publish(self.keys.changes, name)
-        except (RedisError, OSError) as exc:
-            log.warning("change notice for prompt %s not sent: %s", name, exc)
-
-    # -- following changes ---------------------------------------------------------
+        return writes
 
     async def watch(self, on_change: OnChange) -> None:
         """Call `on_change` on connecting (a full reload), on each pub/sub notice, when
         the epoch moved (a notice can be lost on reconnect), and every resync
         interval. A Redis error ends it: the caller calls it again after a pause."""
-        loop = asyncio.get_running_loop()
-        pubsub = None if self._cfg.cluster else self._client.pubsub()
-        try:
-            if pubsub is not None:
-                await pubsub.subscribe(self.keys.changes)
-            epoch = await self._client.get(self.keys.epoch)
-            await on_change()
-            synced_at = loop.time()
-            while True:
-                noticed = await self._next_notice(pubsub)
-                _raise_if_cancelled()
-                current = await self._client.get(self.keys.epoch)
-                due = loop.time() - synced_at >= self._cfg.resync_interval_s
-                if noticed or current != epoch or due:
-                    epoch, synced_at = current, loop.time()
-                    await on_change()
-        finally:
-            if pubsub is not None:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    async def _next_notice(self, pubsub: PubSub | None) -> bool:
-        """Wait up to one poll interval for notices; True if any came."""
-        wait = self._cfg.poll_interval_s
-        if pubsub is None:
-            await asyncio.sleep(wait)
-            return False
-        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
-        if message is None:
-            return False
-        while await pubsub.get_message(ignore_subscribe_messages=True, timeout=0):
-            pass  # one reload covers every notice already queued
-        return True
+        await follow_changes(self._client, self.keys, self._cfg, on_change)
 
     async def ping(self) -> bool:
         try:

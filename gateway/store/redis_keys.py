@@ -26,8 +26,14 @@ class Keys:
     def routing(self, name: str) -> str:  # STRING routing JSON
         return self._prompt(name, "routing")
 
-    def history(self, name: str) -> str:  # LIST of change JSON, newest first
+    def history(self, name: str) -> str:  # LIST of history entry JSON, newest first
         return self._prompt(name, "history")
+
+    def labels(self, name: str) -> str:  # HASH label -> vN
+        return self._prompt(name, "labels")
+
+    def docs(self, name: str) -> str:  # STRING JSON: description, owner, …
+        return self._prompt(name, "docs")
 
     @property
     def prompts(self) -> str:  # SET of prompt names

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 from gateway.config.loader import PromptConfig
 from gateway.prompts.versions import (
-    PromptContent,
     PromptState,
     PromptVersion,
     Routing,
@@ -25,6 +24,8 @@ class PromptEntry:
     picker: VersionPicker | None  # None: no routing yet, only pinned versions serve
     shadow: Shadow
     weights: Mapping[str, int]
+    labels: Mapping[str, str] = field(default_factory=dict)  # label -> vN
+    docs: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class PromptsSnapshot:
                 picker=VersionPicker.from_weights(name, routing.weights) if routing else None,
                 shadow=routing.shadow if routing else Shadow(),
                 weights=routing.weights if routing else {},
+                labels=state.labels,
+                docs=state.docs,
             )
         return cls(entries, time.time())
 
@@ -54,6 +57,8 @@ class PromptsSnapshot:
                 name,
                 e.versions,
                 Routing(dict(e.weights), e.shadow) if e.picker is not None else None,
+                e.labels,
+                e.docs,
             )
             for name, e in self.prompts.items()
         }
@@ -64,7 +69,8 @@ class PromptsSnapshot:
         all the weight. Served while the store has never been reached."""
         states = {}
         for name, prompt in prompts.items():
-            content = PromptContent(prompt.model, tuple(prompt.messages), dict(prompt.params))
+            content = prompt.content()
             version = PromptVersion("v1", content.hash, content, status="approved")
-            states[name] = PromptState(name, {"v1": version}, Routing({"v1": 100}))
+            docs = prompt.docs.to_json()
+            states[name] = PromptState(name, {"v1": version}, Routing({"v1": 100}), {}, docs)
         return cls.from_states(states)

@@ -18,7 +18,8 @@ from redis.exceptions import RedisError
 
 from gateway.config.loader import PromptConfig, RedisConfig
 from gateway.errors import DomainError, api_error
-from gateway.prompts.versions import PromptContent, Routing, RoutingChange, Shadow
+from gateway.prompts.history import HistoryEntry
+from gateway.prompts.versions import PromptContent, Routing, Shadow
 from gateway.store.base import Store, seed_prompts
 from gateway.store.errors import StoreUnavailable
 from gateway.store.follower import PromptsHolder
@@ -264,7 +265,7 @@ async def test_concurrent_routing_changes_keep_one_unbroken_history(
     a = clients[0]
     await approved_versions(a, "p", "one", "two")
     await a.set_routing("p", Routing({"v1": 100}), by="x", reason="start")
-    writes: list[Awaitable[RoutingChange]] = []
+    writes: list[Awaitable[HistoryEntry]] = []
     for i in range(32):
         s = clients[i % len(clients)]
         writes.append(s.set_routing("p", Routing({"v1": 100 - i, "v2": i}), by="x", reason=str(i)))
