@@ -82,17 +82,16 @@ async def add_canary(session: aiohttp.ClientSession, url: str, token: str) -> No
         "model": "claude",
         "messages": [{"role": "system", "content": "You answer about {{product}}: short, kind."}],
         "params": {"temperature": 0.3},
-        "by": "loadgen",
     }
     async with session.post(base + "/versions", json=content, headers=headers) as response:
         if response.status >= 300:
             print(f"canary not added: {response.status} {await response.text()}", flush=True)
             return
         version = (await response.json())["version"]
-    approve = {"by": "loadgen", "note": "demo canary"}
+    approve = {"note": "demo canary"}
     async with session.post(f"{base}/versions/{version}/approve", json=approve, headers=headers):
         pass  # already approved on a restart: fine
-    routing = {"weights": {"v1": 90, version: 10}, "reason": "demo canary", "by": "loadgen"}
+    routing = {"weights": {"v1": 90, version: 10}, "reason": "demo canary"}
     async with session.put(base + "/routing", json=routing, headers=headers) as response:
         print(f"canary {version} at 10%: HTTP {response.status}", flush=True)
 

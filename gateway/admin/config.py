@@ -32,8 +32,10 @@ def redacted(config: GatewayConfig) -> dict[str, Any]:
         return value
 
     out: dict[str, Any] = clean(config)
-    for key in out.get("keys", []):
+    for key in [*out.get("keys", []), *out["control"]["admins"]]:
         key["sha256"] = key["sha256"][:8] + "…"
+    # Four eyes is on by default once [[admins]] exist: say which it is.
+    out["control"]["four_eyes"] = config.control.four_eyes
     return out
 
 

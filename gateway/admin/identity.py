@@ -34,8 +34,9 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("GET", "/prompts/{name}/history"): "viewer",
     ("GET", "/prompts/{name}/diff"): "viewer",
     ("GET", "/prompts/{name}/runbook"): "viewer",
-    ("PUT", "/prompts/{name}/labels/{label}"): "operator",  # protected: approver
-    ("DELETE", "/prompts/{name}/labels/{label}"): "operator",
+    # Labels: operator, or approver for a protected label (checked in gateway.admin.labels).
+    ("PUT", "/prompts/{name}/labels/{label}"): "viewer",
+    ("DELETE", "/prompts/{name}/labels/{label}"): "viewer",
     ("GET", "/prompts/{name}/runs"): "viewer",
     ("GET", "/prompts/{name}/runs/{run}"): "viewer",
     ("POST", "/prompts/{name}/replays"): "author",

@@ -25,8 +25,7 @@ def _label(request: web.Request) -> tuple[str, ChangeControlConfig]:
             code="invalid_label",
         )
     rules = request.config_dict[RUNTIME].current.config.control.change_control
-    if label in rules.protected_labels:
-        require(request, "approver")
+    require(request, "approver" if label in rules.protected_labels else "operator")
     return label, rules
 
 

@@ -24,7 +24,8 @@ class AdminIdentity:
     roles: frozenset[str]
 
     def has(self, role: str) -> bool:
-        return "admin" in self.roles or role in self.roles
+        """Every role reads (viewer); `admin` holds them all."""
+        return role == "viewer" or "admin" in self.roles or role in self.roles
 
 
 @dataclass(frozen=True)

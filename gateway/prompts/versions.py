@@ -71,7 +71,7 @@ class Approval:
     note: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"by": self.by, "at": iso(self.at), "note": self.note}
+        return {"by": self.by, "at": self.at, "note": self.note}
 
 
 @dataclass(frozen=True)

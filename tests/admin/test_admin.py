@@ -129,13 +129,13 @@ async def test_version_lifecycle_weights_and_rollback(setup: Any) -> None:
     assert status == 200
 
     status, approved = await admin.call(
-        "POST", "/prompts/support/versions/v2/approve", {"by": "alice", "note": "reviewed"}
+        "POST", "/prompts/support/versions/v2/approve", {"note": "reviewed"}
     )
-    assert (status, approved["status"], approved["approved_by"]) == (200, "approved", "alice")
+    assert (status, approved["status"], approved["approved_by"]) == (200, "approved", "admin")
     status, change = await admin.call(
         "PUT",
         "/prompts/support/routing",
-        {"weights": {"v1": 0, "v2": 100}, "reason": "ship v2", "by": "alice"},
+        {"weights": {"v1": 0, "v2": 100}, "reason": "ship v2"},
     )
     assert status == 200 and change["after"]["weights"] == {"v1": 0, "v2": 100}
 
@@ -155,9 +155,9 @@ async def test_version_lifecycle_weights_and_rollback(setup: Any) -> None:
         assert raw.headers["X-Gateway-Prompt-Version"] == "v1"
 
     status, history = await admin.call("GET", "/prompts/support/history")
-    assert history["changes"][0]["reason"] == "ship v2"
-    assert history["changes"][0]["by"] == "alice"
-    assert history["changes"][0]["before"]["weights"] == {"v1": 100}
+    assert history["history"][0]["reason"] == "ship v2"
+    assert history["history"][0]["by"] == "admin"
+    assert history["history"][0]["before"]["weights"] == {"v1": 100}
 
     status, rolled = await admin.call("POST", "/prompts/support/rollback")
     assert status == 200 and rolled["after"]["weights"] == {"v1": 100}
@@ -178,7 +178,7 @@ async def test_sticky_key_keeps_a_user_on_one_version(setup: Any) -> None:
         "/prompts/support/versions",
         {"model": "chat", "messages": [{"role": "system", "content": "B {{product}}"}]},
     )
-    await admin.call("POST", "/prompts/support/versions/v2/approve", {"by": "a"})
+    await admin.call("POST", "/prompts/support/versions/v2/approve", {})
     await admin.call("PUT", "/prompts/support/routing", {"weights": {"v1": 50, "v2": 50}})
     seen: dict[str, set[str]] = {}
     async with gw.client() as client:
@@ -291,7 +291,7 @@ async def test_prompts_cli(setup: Any, tmp_path: Path) -> None:
     assert code == 1 and "401" in err
 
 
-async def test_a_bad_field_is_named_and_who_acts_is_read_one_way(setup: Any) -> None:
+async def test_a_bad_field_is_named_and_who_acts_comes_from_the_token(setup: Any) -> None:
     gw, admin, _ = setup
     for path, body, param in (
         ("/prompts/support/versions/v1/approve", {"note": 3}, "note"),
@@ -313,4 +313,9 @@ async def test_a_bad_field_is_named_and_who_acts_is_read_one_way(setup: Any) -> 
             headers={"Authorization": f"Bearer {ADMIN}", "X-Gateway-Actor": "carol"},
         ) as r,
     ):
-        assert r.status == 200 and (await r.json())["by"] == "carol"
+        error = (await r.json())["error"]
+        assert (r.status, error["code"], error["param"]) == (400, "by_not_trusted", "by")
+    status, change = await admin.call(
+        "PUT", "/prompts/support/routing", {"weights": {"v1": 100}, "by": "admin"}
+    )
+    assert (status, change["by"]) == (200, "admin")  # naming oneself is no lie

@@ -113,7 +113,7 @@ async def canary(session: aiohttp.ClientSession, gw: Replica, model: str) -> Non
     status, created = await admin(session, gw, "POST", "/prompts/support/versions", body)
     assert (status, created["version"]) == (201, "v2")
     status, _ = await admin(
-        session, gw, "POST", "/prompts/support/versions/v2/approve", {"by": "t"}
+        session, gw, "POST", "/prompts/support/versions/v2/approve", {}
     )
     assert status == 200
 
@@ -225,7 +225,7 @@ async def test_a_healthy_canary_ramps_through_every_step_to_completion(
         assert numbers["canary"]["requests"] >= 10 and numbers["baseline"]["requests"] >= 10
     assert counted(gw, "promote") == 2
     _, history = await admin(session, gw, "GET", "/prompts/support/history")
-    by_rollout = [c for c in history["changes"] if c["by"] == "rollout"]
+    by_rollout = [c for c in history["history"] if c["by"] == "rollout"]
     assert [c["after"]["weights"]["v2"] for c in by_rollout] == [100, 50, 20]
     assert "all guards held" in by_rollout[0]["reason"]
     assert "max_error_rate_increase" in by_rollout[0]["reason"]
@@ -255,7 +255,7 @@ async def test_an_erroring_canary_is_rolled_back_at_the_first_step(
     _, prompt = await admin(session, gw, "GET", "/prompts/support")
     assert prompt["routing"]["weights"] == {"v1": 100}
     _, history = await admin(session, gw, "GET", "/prompts/support/history")
-    last = history["changes"][0]
+    last = history["history"][0]
     assert last["by"] == "rollout" and "rolled back at 20%" in last["reason"]
     assert "canary 1 vs baseline 0" in last["reason"]
 
@@ -278,10 +278,8 @@ async def test_a_slow_canary_breaches_the_latency_guard_and_pauses_then_resume_a
     assert counted(gw, "pause") == 1
     status, error = await admin(session, gw, "POST", "/prompts/support/rollout/pause")
     assert status == 409 and error["error"]["code"] == "rollout_state"
-    status, resumed = await admin(
-        session, gw, "POST", "/prompts/support/rollout/resume", {"by": "ops"}
-    )
-    assert (status, resumed["state"], resumed["events"][-1]["by"]) == (200, "running", "ops")
+    status, resumed = await admin(session, gw, "POST", "/prompts/support/rollout/resume", {})
+    assert (status, resumed["state"], resumed["events"][-1]["by"]) == (200, "running", "admin")
     status, aborted = await admin(session, gw, "DELETE", "/prompts/support/rollout")
     assert (status, aborted["state"], aborted["weights"]) == (200, "aborted", {"v1": 100})
     _, prompt = await admin(session, gw, "GET", "/prompts/support")
@@ -341,7 +339,7 @@ async def test_too_few_requests_hold_the_step_without_a_decision(
     assert "too few requests" in hold["reason"]
     assert not events(answer, "promote") and counted(gw, "promote") == 0
     _, history = await admin(session, gw, "GET", "/prompts/support/history")
-    assert [c["by"] for c in history["changes"]].count("rollout") == 1  # the start only
+    assert [c["by"] for c in history["history"]].count("rollout") == 1  # the start only
 
 
 async def test_two_replicas_share_one_rollout_one_drives_and_the_other_takes_over(
@@ -433,7 +431,7 @@ async def test_admin_checks_and_the_embedded_driver(
     await admin(session, gw, "POST", "/prompts/support/versions", body)
     status, error = await admin(session, gw, "POST", "/prompts/support/rollout", {"version": "v2"})
     assert (status, error["error"]["code"]) == (409, "version_not_approved")
-    await admin(session, gw, "POST", "/prompts/support/versions/v2/approve", {"by": "t"})
+    await admin(session, gw, "POST", "/prompts/support/versions/v2/approve", {})
     for bad in (
         {"steps": [50, 20, 100]},
         {"steps": [20, 50]},

@@ -63,7 +63,7 @@ async def canary(session: aiohttp.ClientSession, server: TestServer) -> None:
     """A second version with 30% of the traffic: more than the config file knows."""
     v2 = {"model": "chat", "messages": [{"role": "system", "content": "v2 for {{product}}"}]}
     await admin(session, server, "POST", "/prompts/support/versions", v2)
-    await admin(session, server, "POST", "/prompts/support/versions/v2/approve", {"by": "t"})
+    await admin(session, server, "POST", "/prompts/support/versions/v2/approve", {})
     weights = {"weights": {"v1": 70, "v2": 30}}
     await admin(session, server, "PUT", "/prompts/support/routing", weights)
 
@@ -136,7 +136,7 @@ async def lose_data_under_traffic(
         async with session.get(
             server_b.make_url("/admin/prompts/support/history"), headers=ADMIN_HEADERS
         ) as r:
-            changes = (await r.json())["changes"]
+            changes = (await r.json())["history"]
         assert [c["after"]["weights"] for c in changes] == [{"v1": 70, "v2": 30}]
         assert "lost its data" in changes[0]["reason"]
 
@@ -167,7 +167,7 @@ async def test_replicas_restoring_at_once_write_each_prompt_once(redis_server: R
     try:
         seed, *_ = stores
         prompt = PromptConfig("p", "chat", ({"role": "user", "content": "hi"},), {})
-        await seed_prompts(seed, {"p": prompt})
+        await seed_prompts(seed, {"p": prompt}, {})
         snapshot = PromptsSnapshot.from_states(await seed.load_all())
         assert redis_server.command("FLUSHALL").startswith(b"+OK")
         assert (await seed.load_marked()).dataset is None  # the loss shows

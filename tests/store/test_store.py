@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from gateway.config.loader import PromptConfig, RedisConfig
 from gateway.errors import DomainError, api_error
-from gateway.prompts.history import HistoryEntry
+from gateway.prompts.history import ROUTING_KINDS, HistoryEntry
 from gateway.prompts.versions import PromptContent, Routing, Shadow
 from gateway.store.base import Store, seed_prompts
 from gateway.store.errors import StoreUnavailable
@@ -94,7 +94,7 @@ async def test_a_draft_cannot_get_weight_but_may_be_shadowed(store: Store) -> No
     assert (api_error(err.value).status, err.value.code) == (409, "draft_version")
     shadowed = Routing({v1: 100, draft.id: 0}, Shadow((draft.id,), 0.25))
     change = await store.set_routing("p", shadowed, by="bob", reason="shadow the draft")
-    assert change.after == shadowed
+    assert change.routing_after == shadowed
     state = await store.get_prompt("p")
     assert state is not None and state.routing == shadowed
 
@@ -118,7 +118,11 @@ async def test_bad_routing_is_400_and_changes_nothing(
     assert (api_error(err.value).status, err.value.code) == (400, code)
     state = await store.get_prompt("p")
     assert state is not None and state.routing == Routing({"v1": 100})
-    assert len(await store.history("p")) == 1
+    assert len(await routing_history(store, "p")) == 1
+
+
+async def routing_history(store: Store, name: str) -> list[HistoryEntry]:
+    return [e for e in await store.history(name, 1000) if e.kind in ROUTING_KINDS]
 
 
 async def test_unknown_prompts_and_versions(store: Store) -> None:
@@ -141,8 +145,9 @@ async def test_approval_records_who_when_and_why(store: Store) -> None:
     before = time.time()
     approved = await store.approve("p", "v1", by="bob", note="suite passed")
     assert approved.status == "approved"
-    assert (approved.approved_by, approved.approval_note) == ("bob", "suite passed")
-    assert before <= approved.approved_at <= time.time()
+    (approval,) = approved.approvals
+    assert (approved.approved_by, approval.note) == ("bob", "suite passed")
+    assert before <= approval.at <= time.time()
     again = await store.approve("p", "v1", by="carol", note="again")
     assert again == approved  # the first approval stands
     state = await store.get_prompt("p")
@@ -155,8 +160,8 @@ async def test_routing_changes_are_recorded_newest_first(store: Store) -> None:
     before = time.time()
     await store.set_routing("p", first, by="alice", reason="launch")
     await store.set_routing("p", second, by="bob", reason="canary")
-    history = await store.history("p")
-    assert [(c.by, c.reason, c.before, c.after) for c in history] == [
+    history = await routing_history(store, "p")
+    assert [(c.by, c.reason, c.routing_before, c.routing_after) for c in history] == [
         ("bob", "canary", first, second),
         ("alice", "launch", None, first),
     ]
@@ -170,11 +175,11 @@ async def test_rollback_restores_the_previous_routing_and_is_recorded(store: Sto
     await store.set_routing("p", first, by="alice", reason="launch")
     await store.set_routing("p", second, by="alice", reason="canary")
     change = await store.rollback("p", by="oncall")
-    assert (change.by, change.before, change.after) == ("oncall", second, first)
+    assert (change.by, change.routing_before, change.routing_after) == ("oncall", second, first)
     state = await store.get_prompt("p")
     assert state is not None and state.routing == first
-    history = await store.history("p")
-    assert [c.after for c in history] == [first, second, first]
+    history = await routing_history(store, "p")
+    assert [c.routing_after for c in history] == [first, second, first]
     assert history[0].reason.startswith("rollback")
 
 
@@ -191,19 +196,19 @@ async def test_rollback_without_an_earlier_routing_is_409(store: Store) -> None:
 
 async def test_config_prompts_are_seeded_then_arrive_as_drafts(store: Store) -> None:
     prompt = PromptConfig("support", "chat", ({"role": "system", "content": "Hi."},), {})
-    await seed_prompts(store, {"support": prompt})
-    await seed_prompts(store, {"support": prompt})  # a reload with no change
+    await seed_prompts(store, {"support": prompt}, {})
+    await seed_prompts(store, {"support": prompt}, {})  # a reload with no change
     state = await store.get_prompt("support")
     assert state is not None
     assert list(state.versions) == ["v1"] and state.versions["v1"].status == "approved"
     assert state.routing == Routing({"v1": 100})
     changed = replace(prompt, params={"temperature": 0.1})
-    await seed_prompts(store, {"support": changed})
+    await seed_prompts(store, {"support": changed}, {})
     state = await store.get_prompt("support")
     assert state is not None
     assert state.versions["v2"].status == "draft"
     assert state.routing == Routing({"v1": 100})
-    assert len(await store.history("support")) == 1
+    assert len(await routing_history(store, "support")) == 1
 
 
 async def test_load_all_returns_everything(store: Store) -> None:
@@ -272,13 +277,13 @@ async def test_concurrent_routing_changes_keep_one_unbroken_history(
         if i % 5 == 4:
             writes.append(s.rollback("p", by="y"))
     await all_of(writes)
-    history = await a.history("p", limit=1000)
+    history = await routing_history(a, "p")
     assert len(history) == 1 + len(writes)
     # Each change starts from where the one before it ended: none lost, none half-done.
     for newer, older in itertools.pairwise(history):
-        assert newer.before == older.after
+        assert newer.routing_before == older.routing_after
     state = await clients[-1].get_prompt("p")
-    assert state is not None and state.routing == history[0].after
+    assert state is not None and state.routing == history[0].routing_after
     assert {c.reason for c in history if c.by == "x"} == {"start", *map(str, range(32))}
 
 

@@ -152,7 +152,7 @@ async def add_canary(gw: Gateway) -> None:
     }
     status, created = await admin(gw, "POST", "/prompts/support/versions", v2)
     assert (status, created["version"]) == (201, "v2"), created
-    status, _ = await admin(gw, "POST", "/prompts/support/versions/v2/approve", {"by": "test"})
+    status, _ = await admin(gw, "POST", "/prompts/support/versions/v2/approve", {})
     assert status == 200
     status, _ = await admin(
         gw, "PUT", "/prompts/support/routing", {"weights": {"v1": 80, "v2": 20}}
