@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, check-config, keys, mock-provider."""
+"""The `gateway` command: serve, check-config, keys, admins, mock-provider."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from gateway.cli.options import environment_help
 from gateway.cli.rollout import add_rollout_parser, run_rollout
 from gateway.cli.serving import serve_app
 from gateway.cli.supervisor import WORKER_ENV, Supervisor, exit_with_parent
+from gateway.config.control import ROLES
 from gateway.config.loader import GatewayConfig, load_config
 from gateway.config.source import ConfigError
 from gateway.telemetry.logs import setup_logging
@@ -63,6 +64,12 @@ def _main(argv: Sequence[str] | None) -> int:
     create.add_argument("--name", required=True)
     create.add_argument("--routes", help="comma-separated routes this key may use")
 
+    admins = commands.add_parser("admins", help="admin identities")
+    admins_commands = admins.add_subparsers(dest="admins_command", required=True)
+    admin = admins_commands.add_parser("create", help="make a token for an admin identity")
+    admin.add_argument("--name", required=True)
+    admin.add_argument("--roles", required=True, help=f"comma-separated, from: {', '.join(ROLES)}")
+
     mock = commands.add_parser("mock-provider", help="run a fake OpenAI/Anthropic upstream")
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=9100)
@@ -84,6 +91,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return _check(args.file)
     if args.command == "keys":
         return _create_key(args.name, args.routes)
+    if args.command == "admins":
+        return _create_admin(args.name, args.roles)
     if args.command == "prompts":
         return run_prompts(args)
     if args.command == "shadow":
@@ -192,6 +201,23 @@ def _create_key(name: str, routes: str | None) -> int:
     if routes:
         listed = ", ".join(f'"{r.strip()}"' for r in routes.split(",") if r.strip())
         print(f"routes = [{listed}]")
+    return 0
+
+
+def _create_admin(name: str, roles: str) -> int:
+    chosen = [r.strip() for r in roles.split(",") if r.strip()]
+    unknown = [r for r in chosen if r not in ROLES]
+    if unknown or not chosen:
+        print(f"error: roles are {', '.join(ROLES)}; not {unknown or roles!r}", file=sys.stderr)
+        return 2
+    token = "gwa-" + secrets.token_urlsafe(32)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    print(f"New admin token for {name} (shown once, store it now):\n\n    {token}\n")
+    print("Add to the config file (reloaded live):\n")
+    print("[[admins]]")
+    print(f'name = "{name}"')
+    print(f'sha256 = "{digest}"')
+    print("roles = [" + ", ".join(f'"{r}"' for r in chosen) + "]")
     return 0
 
 

@@ -8,6 +8,9 @@ import re
 import subprocess
 import sys
 
+from gateway.admin.identity import identify
+from gateway.config.loader import load_config
+
 
 def test_keys_create_prints_a_token_once_and_its_hash() -> None:
     result = subprocess.run(
@@ -33,6 +36,39 @@ def test_keys_create_prints_a_token_once_and_its_hash() -> None:
     assert 'name = "support-app"' in result.stdout
     assert 'routes = ["fast", "prompt:support"]' in result.stdout
     assert result.stdout.count(token.group(1)) == 1
+
+
+def test_admins_create_prints_a_token_once_and_a_block_that_authenticates() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "admins",
+            "create",
+            "--name",
+            "ann",
+            "--roles",
+            "author,approver",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    token = re.search(r"^\s+(gwa-\S+)$", result.stdout, re.M)
+    assert token is not None and result.stdout.count(token.group(1)) == 1
+    block = result.stdout[result.stdout.index("[[admins]]") :]
+    config = load_config("inline.toml", text=block)
+    identity = identify(config, token.group(1))
+    assert identity is not None and identity.name == "ann"
+    assert identity.roles == {"author", "approver"}
+    assert identify(config, token.group(1) + "x") is None
+    bad = subprocess.run(
+        [sys.executable, "-m", "gateway", "admins", "create", "--name", "x", "--roles", "boss"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "boss" in bad.stderr
 
 
 def gateway(*args: str, **options: object) -> subprocess.CompletedProcess[str]:

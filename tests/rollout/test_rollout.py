@@ -112,9 +112,7 @@ async def canary(session: aiohttp.ClientSession, gw: Replica, model: str) -> Non
     }
     status, created = await admin(session, gw, "POST", "/prompts/support/versions", body)
     assert (status, created["version"]) == (201, "v2")
-    status, _ = await admin(
-        session, gw, "POST", "/prompts/support/versions/v2/approve", {}
-    )
+    status, _ = await admin(session, gw, "POST", "/prompts/support/versions/v2/approve", {})
     assert status == 200
 
 
