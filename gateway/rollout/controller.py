@@ -31,8 +31,11 @@ from gateway.rollout.state import (
     RolloutRequest,
     already_running,
     format_weights,
+    history_entry,
     live,
     no_rollout,
+    not_in,
+    routing_reason,
     step_weights,
 )
 from gateway.rollout.version_stats import VersionStats
@@ -114,13 +117,14 @@ class RolloutController:
             latest = await self.store.load(prompt)
             raise already_running(prompt, latest.version if latest else request.version)
         log.info("rollout of %s %s started by %s", prompt, request.version, by)
+        await self._note(rollout)
         await self._settle(rollout)
         return rollout
 
     async def pause(self, prompt: str, by: str) -> Rollout:
         def pause(r: Rollout) -> Rollout:
             if r.state != "running":
-                raise _not_in(r, "running")
+                raise not_in(r, "running")
             event = RolloutEvent(time.time(), "pause", r.step, by, f"paused by {by}")
             return r.with_event(event, state="paused")
 
@@ -131,7 +135,7 @@ class RolloutController:
     async def resume(self, prompt: str, by: str) -> Rollout:
         def resume(r: Rollout) -> Rollout:
             if r.state != "paused":
-                raise _not_in(r, "paused")
+                raise not_in(r, "paused")
             now = time.time()
             reason = f"resumed by {by} at {r.step}% ({format_weights(r.weights)})"
             event = RolloutEvent(now, "resume", r.step, by, reason, r.weights)
@@ -150,7 +154,7 @@ class RolloutController:
     async def abort(self, prompt: str, by: str) -> Rollout:
         def abort(r: Rollout) -> Rollout:
             if not r.active:
-                raise _not_in(r, "running or paused")
+                raise not_in(r, "running or paused")
             reason = f"aborted by {by}: baseline {format_weights(r.baseline)} restored"
             event = RolloutEvent(time.time(), "abort", r.step, by, reason, r.baseline)
             return r.with_event(event, state="aborted", weights=dict(r.baseline), pending=True)
@@ -174,6 +178,7 @@ class RolloutController:
                 raise no_rollout(prompt)
             changed = change(current)
             if await self.store.save(changed, current.revision):
+                await self._note(changed)
                 return changed
         raise Conflict("The rollout is changing right now; try again.", code="concurrent_change")
 
@@ -211,7 +216,7 @@ class RolloutController:
                     rollout.prompt,
                     Routing(dict(rollout.weights), current.shadow if current else Shadow()),
                     by="rollout",
-                    reason=_routing_reason(rollout),
+                    reason=routing_reason(rollout),
                     kind="rollout",
                 )
                 with contextlib.suppress(Exception):  # others follow the store anyway
@@ -339,6 +344,7 @@ class RolloutController:
     ) -> None:
         if not await self.store.save(after, before.revision):
             return  # changed meanwhile (an admin, another driver): decide again next time
+        await self._note(after)
         if counted:
             self._count(after.prompt, counted)
             level = logging.INFO if counted == "promote" else logging.WARNING
@@ -364,6 +370,15 @@ class RolloutController:
             r.guards,
         )
 
+    async def _note(self, r: Rollout) -> None:
+        """The prompt's history gets the decisions that move no weights (those that do
+        are its routing entries), written once: by whoever saved the decision."""
+        entry = history_entry(r)
+        if entry is None:
+            return
+        with contextlib.suppress(Exception):  # the rollout's own record has it anyway
+            await self.holder.store.add_history(r.prompt, entry)
+
     def _completed(self, r: Rollout, by: str, now: float) -> Rollout:
         event = RolloutEvent(now, "complete", 100, by, f"{r.version} has all the traffic")
         return r.with_event(event, state="completed")
@@ -371,18 +386,3 @@ class RolloutController:
     def _count(self, prompt: str, event: str) -> None:
         if event in COUNTED_EVENTS:
             self.metrics.rollout_events.labels(prompt, event).inc()
-
-
-def _not_in(r: Rollout, wanted: str) -> Conflict:
-    return Conflict(
-        f"The rollout of {r.version} on '{r.prompt}' is {r.state}, not {wanted}.",
-        code="rollout_state",
-    )
-
-
-def _routing_reason(r: Rollout) -> str:
-    """The reason of the decision that asked for these weights (with its numbers)."""
-    for event in reversed(r.events):
-        if event.weights is not None:
-            return f"rollout {r.version} ({event.event}): {event.reason}"[:2000]
-    return f"rollout {r.version}"

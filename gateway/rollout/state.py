@@ -12,6 +12,7 @@ import msgspec
 
 from gateway.decoding import Body
 from gateway.errors import Conflict, Invalid, NotFound
+from gateway.prompts.history import HistoryEntry
 from gateway.store.rollouts import Guards, Rollout, RolloutEvent
 
 DEFAULT_STEPS = (5, 25, 50, 100)
@@ -101,3 +102,33 @@ def already_running(prompt: str, version: str) -> Conflict:
 
 def no_rollout(prompt: str) -> NotFound:
     return NotFound(f"Prompt '{prompt}' has no rollout.", code="rollout_not_found")
+
+
+_NOTED = frozenset({"start", "pause", "resume", "complete"})
+
+
+def history_entry(r: Rollout) -> HistoryEntry | None:
+    """The prompt's history entry for the decision just made, if it moves no weights
+    (those that do are routing entries of their own)."""
+    event = r.events[-1] if r.events else None
+    if event is None or event.event not in _NOTED:
+        return None
+    detail = {"event": event.event, "step": event.step}
+    return HistoryEntry(
+        "rollout", event.at, event.by, event.reason, version=r.version, detail=detail
+    )
+
+
+def not_in(r: Rollout, wanted: str) -> Conflict:
+    return Conflict(
+        f"The rollout of {r.version} on '{r.prompt}' is {r.state}, not {wanted}.",
+        code="rollout_state",
+    )
+
+
+def routing_reason(r: Rollout) -> str:
+    """The reason of the decision that asked for these weights (with its numbers)."""
+    for event in reversed(r.events):
+        if event.weights is not None:
+            return f"rollout {r.version} ({event.event}): {event.reason}"[:2000]
+    return f"rollout {r.version}"

@@ -397,3 +397,6 @@ async def test_end_to_end_on_two_replicas(
     history = (await a.ok("vic", "GET", "/prompts/support/history"))["history"]
     kinds = {e["kind"] for e in history}
     assert {"pushed", "approved", "routing", "rollout", "rollback"} <= kinds
+    # The rollout's decisions that moved no weights are there once each, too.
+    events = [e["detail"].get("event") for e in history if e["kind"] == "rollout"]
+    assert events.count("start") == 1 and events.count("complete") == 1
