@@ -13,7 +13,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from gateway.appkeys import METRICS
+from gateway.appkeys import CAPTURE, METRICS
 from tests.conftest import Gateway, Upstream
 from tests.redis_fixtures import RedisServer
 
@@ -359,3 +359,27 @@ async def _follow_up_elsewhere(
     with pytest.raises(openai.BadRequestError) as caught:
         await two.responses.create(model="translated", input="more", previous_response_id=first.id)
     assert caught.value.code == "previous_response_not_found"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_responses_are_captured_in_chat_form(
+    gateway_factory: GatewayFactory, upstream: Upstream, stream: bool
+) -> None:
+    gw = await gateway_factory(config(upstream, "\n[capture]\nenabled = true\n"))
+    async with gw.client() as client:
+        raw = await client.responses.with_raw_response.create(
+            model="native", input="hello", instructions="Be brief.", stream=stream
+        )
+        if stream:
+            _ = [event async for event in raw.parse()]
+    request_id = raw.headers["X-Request-Id"]
+    capture = gw.app[CAPTURE]
+    await capture.flush()
+    record = await capture.log.get(request_id)
+    assert record is not None
+    assert record["request"]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hello"},
+    ]
+    assert record["answer"] == "Mock answer to: hello"
+    assert record["stream"] is stream
