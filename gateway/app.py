@@ -31,6 +31,7 @@ from gateway.appkeys import (
     OBSERVERS,
     PROMPTS,
     RELOADER,
+    RESPONSES,
     ROLLOUTS,
     RUNTIME,
     SHADOW,
@@ -75,6 +76,7 @@ def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.A
     app.cleanup_ctx.append(_runtime(config))
     app.cleanup_ctx.append(_prompts(config, metrics, watch_interval_s))
     app.cleanup_ctx.append(_evaluation)  # capture, feedback index, suite results
+    app.cleanup_ctx.append(_responses)  # kept answers for previous_response_id
     app.cleanup_ctx.append(_rollout)  # version stats and the rollout driver
     app[LIFECYCLE] = Lifecycle()
     app[OBSERVERS] = []
@@ -191,6 +193,13 @@ async def _evaluation(app: web.Application) -> AsyncIterator[None]:
     yield
     await capture.writer.stop()
     await index.writer.stop()
+
+
+async def _responses(app: web.Application) -> AsyncIterator[None]:
+    """After `_prompts`: the store's back end for kept `/v1/responses` answers."""
+    runtime = app[RUNTIME]
+    app[RESPONSES] = app[PROMPTS].store.responses(lambda: runtime.current.config.responses)
+    yield
 
 
 async def _rollout(app: web.Application) -> AsyncIterator[None]:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the keys name their types for the checker; at run time this
     from gateway.shadow.report import ShadowLog
     from gateway.shadow.runner import ShadowRunner
     from gateway.store.follower import PromptsHolder
+    from gateway.store.responses import ResponseStore
     from gateway.telemetry.metrics import Metrics
     from gateway.telemetry.recorder import Telemetry
 
@@ -43,6 +44,7 @@ SUITE_RESULTS: web.AppKey[SuiteResults] = web.AppKey("suite_results")
 ROLLOUTS: web.AppKey[RolloutController] = web.AppKey("rollouts")
 SHADOW: web.AppKey[ShadowRunner] = web.AppKey("shadow")
 SHADOW_LOG: web.AppKey[ShadowLog] = web.AppKey("shadow_log")
+RESPONSES: web.AppKey[ResponseStore] = web.AppKey("responses")  # for previous_response_id
 
 
 class Lifecycle:

@@ -23,6 +23,7 @@ from gateway.config.features import (
     shadow_section,
 )
 from gateway.config.prompts import PromptConfig, prompts_section
+from gateway.config.responses import ResponsesConfig, responses_section
 from gateway.config.routes import (
     PROVIDER_TYPES,
     ProviderConfig,
@@ -47,6 +48,7 @@ __all__ = [
     "PromptConfig",
     "ProviderConfig",
     "RedisConfig",
+    "ResponsesConfig",
     "RolloutConfig",
     "RouteConfig",
     "RouteShadow",
@@ -136,6 +138,7 @@ class GatewayConfig:
     shadow: ShadowConfig = field(default_factory=ShadowConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     control: Control = field(default_factory=Control)
+    responses: ResponsesConfig = field(default_factory=ResponsesConfig)
 
 
 def load_config(
@@ -166,6 +169,7 @@ def load_config(
     shadow = shadow_section(root.table("shadow"))
     rollout = rollout_section(root.table("rollout"))
     control = Control(admins_section(root), change_control_section(root.table("change_control")))
+    responses = responses_section(root.table("responses"))
     root.done()
     return GatewayConfig(
         path=str(file),
@@ -183,6 +187,7 @@ def load_config(
         shadow=shadow,
         rollout=rollout,
         control=control,
+        responses=responses,
     )
 
 

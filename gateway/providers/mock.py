@@ -13,6 +13,7 @@ A mock model name is `+`-separated behaviours, each `name` or `name=value`:
     cut                    stream half the answer, then drop the connection
     stall                  stream half the answer, then send nothing more
     words=N                answer with N words
+    tools                  call the request's first tool, until a tool result comes back
 
 e.g. `demo`, `slow=200+chunk_delay=20`, `flaky`, `error=500`, `cut`.
 """
@@ -70,6 +71,7 @@ class MockBehaviour:
     cut: bool = False
     stall: bool = False
     words: int = 0
+    tools: bool = False
 
     @classmethod
     def from_model(cls, model: str) -> MockBehaviour:
@@ -87,7 +89,7 @@ class MockBehaviour:
                     values["rate_limit_s"] = float(value or 1)
                 elif name == "words":
                     values["words"] = int(value or 0)
-                elif name in ("flaky", "cut", "stall"):
+                elif name in ("flaky", "cut", "stall", "tools"):
                     values[name] = True
             except ValueError:
                 continue  # an unreadable value keeps the default behaviour
@@ -95,7 +97,12 @@ class MockBehaviour:
 
 
 def reply_text(messages: Any, words: int = 0) -> str:
-    """A deterministic answer: the same messages always give the same text."""
+    """A deterministic answer: the same messages always give the same text. After a
+    tool's result (chat's `tool` message, Anthropic's `tool_result` block) the answer
+    quotes the result."""
+    result = tool_result(messages)
+    if result is not None:
+        return f"Mock answer using: {result[:200]}"
     last = ""
     if isinstance(messages, list):
         for message in reversed(messages):
@@ -107,6 +114,22 @@ def reply_text(messages: Any, words: int = 0) -> str:
         seed = int(hashlib.sha256(last.encode()).hexdigest()[:8], 16)
         return " ".join(_WORDS[(seed + i) % len(_WORDS)] for i in range(words))
     return f"Mock answer to: {last[:200]}" if last else "Mock answer."
+
+
+def tool_result(messages: Any) -> str | None:
+    """The text of a tool result that is the last message, if it is one."""
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    if not isinstance(last, dict):
+        return None
+    content = last.get("content")
+    if last.get("role") == "tool":
+        return content if isinstance(content, str) else _text_parts(content)
+    if last.get("role") == "user" and isinstance(content, list):
+        for block in content:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                inner = block.get("content")
+                return inner if isinstance(inner, str) else _text_parts(inner)
+    return None
 
 
 def _text_parts(content: Any) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from gateway.providers.mock import count_tokens, split_words
+from gateway.providers.mock_responses import ToolCall
 
 
 def system_text(system: Any) -> str:
@@ -67,3 +68,33 @@ def anthropic_events(model: str, text: str, input_tokens: int, id_: str) -> tupl
         _event("message_stop"),
     ]
     return events, 3 + len(words) // 2
+
+
+def anthropic_tool_use(
+    model: str, call: ToolCall, input_tokens: int, id_: str
+) -> tuple[dict[str, Any], list[bytes], int]:
+    """A Messages answer that calls a tool: the whole message, its stream's framed
+    events, and how many of those make half of it."""
+    arguments = orjson.dumps(call.arguments).decode()
+    block = {"type": "tool_use", "id": call.call_id, "name": call.name, "input": call.arguments}
+    message = anthropic_message(model, "", input_tokens, id_)
+    message["content"], message["stop_reason"] = [block], "tool_use"
+    message["usage"]["output_tokens"] = count_tokens(arguments)
+    start = anthropic_message(model, "", input_tokens, id_, done=False)
+    events = [
+        _event("message_start", message=start),
+        _event("content_block_start", index=0, content_block={**block, "input": {}}),
+        _event(
+            "content_block_delta",
+            index=0,
+            delta={"type": "input_json_delta", "partial_json": arguments},
+        ),
+        _event("content_block_stop", index=0),
+        _event(
+            "message_delta",
+            delta={"stop_reason": "tool_use", "stop_sequence": None},
+            usage={"output_tokens": count_tokens(arguments)},
+        ),
+        _event("message_stop"),
+    ]
+    return message, events, 2

@@ -1,5 +1,5 @@
 """A standalone fake upstream: a real HTTP server speaking OpenAI's and Anthropic's wire
-formats, for the demo, the tests and the benchmark.
+formats (chat completions, Responses, Messages), for the demo, the tests and the benchmark.
 
 Answers and faults come from `gateway.providers.mock`: the same messages always give the
 same text, and the model name picks the behaviour (`slow=MS`, `chunk_delay=MS`,
@@ -35,7 +35,18 @@ from gateway.providers.mock import (
     reply_text,
     split_words,
 )
-from gateway.providers.mock_anthropic import anthropic_events, anthropic_message, system_text
+from gateway.providers.mock_anthropic import (
+    anthropic_events,
+    anthropic_message,
+    anthropic_tool_use,
+    system_text,
+)
+from gateway.providers.mock_responses import (
+    mock_answer,
+    mock_tool_call,
+    responses_events,
+    responses_object,
+)
 
 Wire = Literal["openai", "anthropic"]
 
@@ -279,9 +290,38 @@ class _MockServer:
         text = reply_text(messages, plan.words)
         system = system_text(body.get("system"))
         tokens = prompt_tokens(messages) + (count_tokens(system) if system else 0)
+        call = mock_tool_call(body.get("tools"), messages, id_) if plan.tools else None
+        if call is not None:
+            message, events, half = anthropic_tool_use(model, call, tokens, id_)
+            if not stream:
+                return _json(message)
+            return await self._stream(request, events, half, plan)
         if not stream:
             return _json(anthropic_message(model, text, tokens, id_))
         events, half = anthropic_events(model, text, tokens, id_)
+        return await self._stream(request, events, half, plan)
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's Responses API, stateless: `previous_response_id` is refused."""
+        try:
+            body = await self._read(request)
+            if not isinstance(body.get("input"), str | list) or not body["input"]:
+                raise _BadRequest("'input' must be a string or a non-empty list")
+            if body.get("previous_response_id"):
+                raise _BadRequest("previous_response_id is not supported by the mock")
+        except _BadRequest as exc:
+            return _error("openai", 400, str(exc))
+        model = str(body.get("model", ""))
+        plan = MockBehaviour.from_model(model)
+        stream = bool(body.get("stream"))
+        fault = await self._fault(request, "openai", model, plan if not stream else _no_break(plan))
+        if fault is not None:
+            return fault
+        id_ = f"mock{next(self.calls)}"
+        answer = mock_answer(body, model, id_, plan.tools, plan.words)
+        if not stream:
+            return _json(responses_object(body, model, id_, answer))
+        events, half = responses_events(body, model, id_, answer)
         return await self._stream(request, events, half, plan)
 
     async def models(self, request: web.Request) -> web.StreamResponse:
@@ -319,6 +359,7 @@ def create_mock_app(options: MockServerOptions | None = None) -> web.Application
     app.router.add_post("/v1/embeddings", server.embeddings)
     app.router.add_post(azure + "/embeddings", server.azure_embeddings)
     app.router.add_post("/v1/messages", server.messages)
+    app.router.add_post("/v1/responses", server.responses)
     app.router.add_get("/v1/models", server.models)
     app.router.add_get("/healthz", server.healthz)
     return app

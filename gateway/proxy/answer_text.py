@@ -9,13 +9,31 @@ import orjson
 
 
 def answer_text(body: bytes) -> str | None:
-    """The assistant's text in an OpenAI chat completion (tool calls as JSON)."""
+    """The assistant's text in an OpenAI chat completion (tool calls as JSON), or in
+    a Responses object (its output items)."""
     try:
         data = orjson.loads(body)
+        if isinstance(data, dict) and "output" in data and "choices" not in data:
+            return _output_text(data["output"])
         message = data["choices"][0]["message"]
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
         return None
     return _message_text(message)
+
+
+def _output_text(items: Any) -> str | None:
+    if not isinstance(items, list):
+        return None
+    text = ""
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "message":
+            parts = item.get("content") or []
+            text += "".join(p.get("text", "") for p in parts if isinstance(p, dict))
+        elif item.get("type") == "function_call":
+            text += orjson.dumps(item).decode()
+    return text
 
 
 def _message_text(message: Any) -> str | None:
@@ -40,6 +58,9 @@ class StreamAnswer:
     def add(self, events: bytes) -> None:
         """`events`: the SSE bytes sent to the client (complete `data:` events)."""
         for block in events.split(b"\n\n"):
+            if block[:7] == b"event: ":  # a Responses stream's
+                self._event(block)
+                continue
             try:
                 chunk = orjson.loads(block[6:])
                 delta = chunk["choices"][0]["delta"]
@@ -50,6 +71,17 @@ class StreamAnswer:
                 self.parts.append(content)
             elif isinstance(delta, dict) and delta.get("tool_calls"):
                 self.parts.append(orjson.dumps(delta["tool_calls"]).decode())
+
+    def _event(self, block: bytes) -> None:
+        name, _, data = block.partition(b"\ndata: ")
+        if name == b"event: response.output_text.delta":
+            delta = orjson.loads(data).get("delta")
+            if isinstance(delta, str):
+                self.parts.append(delta)
+        elif name == b"event: response.output_item.done":
+            item = orjson.loads(data).get("item")
+            if isinstance(item, dict) and item.get("type") == "function_call":
+                self.parts.append(orjson.dumps(item).decode())
 
     def text(self) -> str:
         return "".join(self.parts)

@@ -21,6 +21,8 @@ from gateway.prompts.versions import (
 )
 from gateway.store.captures import CaptureLog, Settings
 from gateway.store.records import Records
+from gateway.store.responses import ResponseStore
+from gateway.store.responses import Settings as ResponsesSettings
 from gateway.store.rollouts import RolloutStore
 from gateway.store.version_counts import StatsSink
 
@@ -121,6 +123,10 @@ class Store(Protocol):
         ...
 
     def rollouts(self) -> RolloutStore: ...
+
+    def responses(self, settings: ResponsesSettings) -> ResponseStore:
+        """Answers of `/v1/responses` kept for `previous_response_id`."""
+        ...
 
     def version_stats(self) -> StatsSink:
         """Per prompt-version request counts, for the rollout guards."""

@@ -30,6 +30,8 @@ from gateway.store.base import (
 )
 from gateway.store.captures import CaptureLog, FileCaptureLog, MemoryCaptureLog, Settings
 from gateway.store.records import MemoryRecords, Records
+from gateway.store.responses import MemoryResponses, ResponseStore
+from gateway.store.responses import Settings as ResponsesSettings
 from gateway.store.rollouts import MemoryRolloutStore, RolloutStore
 from gateway.store.version_counts import MemoryStats, StatsSink
 
@@ -188,6 +190,9 @@ class MemoryStore:
 
     def records(self) -> Records:
         return self._records
+
+    def responses(self, settings: ResponsesSettings) -> ResponseStore:
+        return MemoryResponses(settings)
 
     def rollouts(self) -> RolloutStore:
         return self._rollouts

@@ -50,6 +50,8 @@ from gateway.store.redis_connect import Closer, RedisClient, connect, unavailabl
 from gateway.store.redis_keys import Keys, dumps, text
 from gateway.store.redis_watch import follow_changes
 from gateway.store.redis_writer import MAX_ATTEMPTS, Writer, Writes
+from gateway.store.responses import RedisResponses, ResponseStore
+from gateway.store.responses import Settings as ResponsesSettings
 from gateway.store.rollout_redis import RedisRolloutStore, RedisVersionStats
 from gateway.store.rollouts import RolloutStore
 from gateway.store.version_counts import StatsSink
@@ -85,6 +87,9 @@ class RedisStore:
 
     def records(self) -> Records:
         return RedisRecords(self._client, self.keys.prefix)
+
+    def responses(self, settings: ResponsesSettings) -> ResponseStore:
+        return RedisResponses(self._client, self.keys.prefix, settings)
 
     def rollouts(self) -> RolloutStore:
         return RedisRolloutStore(self._client, self.keys.prefix)
