@@ -21,6 +21,7 @@ from gateway.prompts.versions import (
 )
 from gateway.store.captures import CaptureLog, Settings
 from gateway.store.records import Records
+from gateway.store.replays import ReplayStore
 from gateway.store.rollouts import RolloutStore
 from gateway.store.version_counts import StatsSink
 
@@ -121,6 +122,10 @@ class Store(Protocol):
         ...
 
     def rollouts(self) -> RolloutStore: ...
+
+    def replays(self) -> ReplayStore:
+        """Replay results the gateway ran, per prompt."""
+        ...
 
     def version_stats(self) -> StatsSink:
         """Per prompt-version request counts, for the rollout guards."""
