@@ -52,10 +52,24 @@ class MemoryReplays:
         return None
 
 
+# One step, so that replicas adding at once never leave a result the list has dropped.
+_ADD_AND_TRIM = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('LPUSH', KEYS[2], ARGV[1])
+local dropped = redis.call('LRANGE', KEYS[2], tonumber(ARGV[3]), -1)
+if #dropped > 0 then
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+  redis.call('HDEL', KEYS[1], unpack(dropped))
+end
+return #dropped
+"""
+
+
 class RedisReplays:
     def __init__(self, client: RedisClient, prefix: str) -> None:
         self._client = client
         self.prefix = prefix
+        self._add = client.register_script(_ADD_AND_TRIM)
 
     def results_key(self, prompt: str) -> str:
         return f"{self.prefix}prompt:{{{prompt}}}:replays"
@@ -64,18 +78,10 @@ class RedisReplays:
         return f"{self.prefix}prompt:{{{prompt}}}:replay-ids"
 
     async def add(self, prompt: str, result: Mapping[str, Any]) -> None:
-        replay_id = str(result["id"])
-        results, ids = self.results_key(prompt), self.ids_key(prompt)
-        pipe = self._client.pipeline(transaction=True)
-        pipe.hset(results, replay_id, orjson.dumps(result))
-        pipe.lpush(ids, replay_id)
-        pipe.lrange(ids, REPLAYS_KEPT, -1)
-        pipe.ltrim(ids, 0, REPLAYS_KEPT - 1)
+        keys = [self.results_key(prompt), self.ids_key(prompt)]
+        args: list[str | bytes | int] = [str(result["id"]), orjson.dumps(result), REPLAYS_KEPT]
         with unavailable_on_error():
-            replies = await pipe.execute()
-            dropped = [_text(i) for i in replies[2] or []]
-            if dropped:
-                await self._client.hdel(results, *dropped)
+            await self._add(keys=keys, args=args)
 
     async def recent(self, prompt: str, limit: int = REPLAYS_KEPT) -> list[Result]:
         with unavailable_on_error():
