@@ -10,10 +10,13 @@ credentials, the gateway unreachable, bad arguments): nothing is recorded then."
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import threading
+import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +128,33 @@ def _start(admin: AdminClient, name: str, args: argparse.Namespace) -> Any:
         file=sys.stderr,
         flush=True,
     )
-    return admin.call("POST", _path(name), body)
+    with _elapsed():
+        return admin.call("POST", _path(name), body)
+
+
+@contextlib.contextmanager
+def _elapsed() -> Iterator[None]:
+    """On a terminal, the seconds waited so far, redrawn on stderr while the gateway
+    replays (it answers when done)."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    done = threading.Event()
+    began = time.monotonic()
+
+    def tick() -> None:
+        while not done.wait(1.0):
+            sys.stderr.write(f"\r  {time.monotonic() - began:.0f}s")
+            sys.stderr.flush()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+        sys.stderr.write("\r")
 
 
 def _show(admin: AdminClient, name: str, replay_id: str) -> Any:

@@ -99,35 +99,35 @@ def _scope(data: Mapping[str, Any]) -> str:
 
 
 def verdict_line(data: Mapping[str, Any]) -> str:
-    """`verdict: fail (p95_latency_ratio 2.31 > 1.5)`, `verdict: pass (3 checks)`."""
-    verdict = data["verdict"]
-    checks = verdict["checks"]
+    """`verdict: fail (p95_latency_ratio 2.31 (limit <= 1.5))`, `verdict: pass (3 checks)`."""
+    checks = data["verdict"]["checks"]
     if not checks:
         return "verdict: pass (no fail_on thresholds given)"
-    if verdict["result"] == "pass":
+    if data["verdict"]["result"] == "pass":
         return f"verdict: pass ({len(checks)} checks)"
-    failed = [_check_text(c) for c in checks if not c["passed"]]
+    failed = []
+    for check in (c for c in checks if not c["passed"]):
+        value, limit = _shown(check)
+        note = f": {check['note']}" if check.get("note") else ""
+        failed.append(f"{check['name']} {value} (limit {limit}){note}")
     return "verdict: fail (" + "; ".join(failed) + ")"
 
 
-def _check_text(check: Mapping[str, Any]) -> str:
-    value, limit = check["value"], check["limit"]
-    shown = NONE if value is None else f"{value:.4g}"
+def _shown(check: Mapping[str, Any]) -> tuple[str, str]:
+    """A threshold's value measured and its limit, as text."""
+    value = NONE if check["value"] is None else f"{check['value']:.4g}"
     relation = ">=" if check["name"] == "min_similarity" else "<="
-    text = f"{check['name']} {shown} (limit {relation} {limit:g})"
-    return f"{text}: {check['note']}" if check.get("note") else text
+    return value, f"{relation} {check['limit']:g}"
 
 
-def check_rows(data: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
-    """Each threshold: its name, the value measured, the limit, pass or fail."""
+def check_rows(data: Mapping[str, Any]) -> list[Row]:
+    """Each threshold: its name, the value measured, the limit, pass or FAIL (and why)."""
     rows = []
     for check in data["verdict"]["checks"]:
-        value = NONE if check["value"] is None else f"{check['value']:.4g}"
-        relation = ">=" if check["name"] == "min_similarity" else "<="
         outcome = "pass" if check["passed"] else "FAIL"
         if check.get("note"):
             outcome += f" ({check['note']})"
-        rows.append((check["name"], value, f"{relation} {check['limit']:g}", outcome))
+        rows.append((check["name"], *_shown(check), outcome))
     return rows
 
 

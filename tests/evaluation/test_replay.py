@@ -84,7 +84,7 @@ def replay_config(redis_url: str = "", capture: bool = True, extra: str = "") ->
         url = "{redis_url}"
         prefix = "gwtest:"
         poll_interval_s = 0.05
-        socket_timeout_s = 2
+        socket_timeout_s = 10
         """
     return text + extra
 
@@ -166,6 +166,7 @@ async def test_a_replay_of_200_captured_requests_is_kept_and_rendered_from_the_k
 ) -> None:
     gw = await gateway_factory(replay_config(redis_server.url))
     await production(gw, 200)
+    assert gw.app[CAPTURE].writer.written == 200  # every one in Redis
     await push(gw, session, "slowwords", "v2")
     html, markdown = tmp_path / "out" / "report.html", tmp_path / "report.md"
     code, out, err = await run_cli(
