@@ -31,6 +31,7 @@ from gateway.appkeys import (
     OBSERVERS,
     PROMPTS,
     RELOADER,
+    REPLAYS,
     RESPONSES,
     ROLLOUTS,
     RUNTIME,
@@ -187,6 +188,7 @@ async def _evaluation(app: web.Application) -> AsyncIterator[None]:
     app[CAPTURE] = capture
     app[FEEDBACK] = FeedbackStats(index, records, app[METRICS])
     app[SUITE_RESULTS] = SuiteResults(records)
+    app[REPLAYS] = holder.store.replays()
     app[OBSERVERS].extend([index, capture])
     capture.writer.start()
     index.writer.start()

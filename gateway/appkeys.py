@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the keys name their types for the checker; at run time this
     from gateway.shadow.report import ShadowLog
     from gateway.shadow.runner import ShadowRunner
     from gateway.store.follower import PromptsHolder
+    from gateway.store.replays import ReplayStore
     from gateway.store.responses import ResponseStore
     from gateway.telemetry.metrics import Metrics
     from gateway.telemetry.recorder import Telemetry
@@ -41,6 +42,7 @@ ADMIN: web.RequestKey[AdminIdentity] = web.RequestKey("admin")  # every /admin/ 
 CAPTURE: web.AppKey[Capture] = web.AppKey("capture")
 FEEDBACK: web.AppKey[FeedbackStats] = web.AppKey("feedback")
 SUITE_RESULTS: web.AppKey[SuiteResults] = web.AppKey("suite_results")
+REPLAYS: web.AppKey[ReplayStore] = web.AppKey("replays")
 ROLLOUTS: web.AppKey[RolloutController] = web.AppKey("rollouts")
 SHADOW: web.AppKey[ShadowRunner] = web.AppKey("shadow")
 SHADOW_LOG: web.AppKey[ShadowLog] = web.AppKey("shadow_log")

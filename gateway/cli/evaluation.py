@@ -1,10 +1,10 @@
-"""`gateway prompts test`, `gateway suite add` and `gateway replay`: regression suites
-and backtests through a running gateway. The admin API (`--url`, `--token` or
-GATEWAY_URL, GATEWAY_ADMIN_TOKEN) gives captures, pricing and records suite runs; the
-OpenAI-compatible API answers, with a client key (`--key` or GATEWAY_CLIENT_KEY).
+"""`gateway prompts test` and `gateway suite add`: regression suites through a running
+gateway. The admin API (`--url`, `--token` or GATEWAY_URL, GATEWAY_ADMIN_TOKEN) gives
+captures, pricing and records suite runs; the OpenAI-compatible API answers, with a
+client key (`--key` or GATEWAY_CLIENT_KEY).
 
-Exit status: 0 done (every case passed), 1 a case failed or nothing to replay, 2 the
-command could not run (bad arguments, files, or the gateway unreachable)."""
+Exit status: 0 done (every case passed), 1 a case failed, 2 the command could not run
+(bad arguments, files, or the gateway unreachable)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import sys
-import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -22,10 +21,7 @@ from typing import Any
 from gateway.cli.admin import AdminClient, AdminError
 from gateway.cli.options import add_gateway_options
 from gateway.config.loader import Pricing
-from gateway.evaluation.api import parse_duration
 from gateway.evaluation.chat_client import ChatClient, pricing_from_config
-from gateway.evaluation.replay import Progress, run_replay, summarize
-from gateway.evaluation.replay_report import write_report
 from gateway.evaluation.suites import (
     CaseResult,
     SuiteError,
@@ -51,7 +47,7 @@ def _connection(parser: argparse.ArgumentParser, client_key: bool = True) -> Non
 
 
 def add_eval_parsers(commands: Any, prompt_commands: Any) -> None:
-    """`prompts test` under `prompts`; `suite add` and `replay` at the top."""
+    """`prompts test` under `prompts`; `suite add` at the top."""
     test = prompt_commands.add_parser("test", help="run a regression suite on a version")
     test.add_argument("target", metavar="NAME@vN")
     test.add_argument("--suite", required=True, help="JSONL file of cases (- for stdin)")
@@ -72,27 +68,11 @@ def add_eval_parsers(commands: Any, prompt_commands: Any) -> None:
     _connection(add, client_key=False)
     add.set_defaults(eval_command="suite-add")
 
-    replay = commands.add_parser("replay", help="backtest a version on captured traffic")
-    replay.add_argument("--prompt", required=True)
-    replay.add_argument("--candidate", required=True, metavar="vN")
-    replay.add_argument(
-        "--baseline", metavar="vM", help="compare with this version, not production"
-    )
-    replay.add_argument("--since", default="24h", help="captured within (90s, 30m, 24h, 7d)")
-    replay.add_argument("--limit", type=int, default=500)
-    replay.add_argument("--concurrency", type=int, default=8)
-    replay.add_argument(
-        "--report", required=True, help="writes FILE.html and FILE.md (.html/.md dropped)"
-    )
-    _connection(replay)
-    replay.set_defaults(eval_command="replay")
-
 
 def run_eval(args: argparse.Namespace) -> int:
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "prompts-test": _prompts_test,
         "suite-add": _suite_add,
-        "replay": _replay,
     }
     try:
         return commands[args.eval_command](args)
@@ -169,48 +149,4 @@ def _suite_add(args: argparse.Namespace) -> int:
         out.write(prefix + json.dumps(case, ensure_ascii=False) + "\n")
     checks = ", ".join(case["checks"]) or "none yet: edit the line to add some"
     print(f"added case {name!r} to {path} (checks: {checks})")
-    return 0
-
-
-def _replay(args: argparse.Namespace) -> int:
-    try:
-        parse_duration(args.since)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    admin = AdminClient(args.url, args.token, timeout_s=120.0)
-    query = urllib.parse.urlencode(
-        {"prompt": args.prompt, "since": args.since, "limit": args.limit}
-    )
-    records = admin.call("GET", f"/captures?{query}")["captures"]
-    if not records:
-        print(f"no captured requests of prompt {args.prompt} in the last {args.since}")
-        return 1
-    chat = ChatClient(args.url, args.key, _pricing(admin))
-    candidate = f"prompt:{args.prompt}@{args.candidate}"
-    baseline = f"prompt:{args.prompt}@{args.baseline}" if args.baseline else None
-    pairs = run_replay(
-        records,
-        lambda body: chat.complete(body, stream=True),
-        candidate,
-        baseline,
-        args.concurrency,
-        Progress(len(records)),
-    )
-    meta = {
-        "prompt": args.prompt,
-        "candidate": args.candidate,
-        "baseline": args.baseline,
-        "since": args.since,
-        "limit": args.limit,
-        "url": args.url,
-        "generated_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-    }
-    data = summarize(pairs, meta)
-    html_path, md_path = write_report(data, args.report)
-    candidate_stats, agreement = data["candidate"], data["agreement"]
-    print(
-        f"replayed {len(pairs)} requests: candidate errors {candidate_stats['errors']}, "
-        f"exact agreement {agreement['exact']}/{agreement['compared']}"
-    )
-    print(f"report: {html_path} and {md_path}")
     return 0

@@ -20,6 +20,7 @@ from gateway.app import create_app
 from gateway.cli.admin import add_prompts_parser, add_shadow_parser, run_prompts, run_shadow
 from gateway.cli.evaluation import add_eval_parsers, run_eval
 from gateway.cli.options import environment_help
+from gateway.cli.replay import add_replay_parser, run_replay
 from gateway.cli.rollout import add_rollout_parser, run_rollout
 from gateway.cli.serving import serve_app
 from gateway.cli.supervisor import WORKER_ENV, Supervisor, exit_with_parent
@@ -78,13 +79,16 @@ def _main(argv: Sequence[str] | None) -> int:
     mock.add_argument("--chunk-delay-ms", type=int, default=0)
     mock.add_argument("--seed", type=int)
 
-    add_eval_parsers(commands, add_prompts_parser(commands))  # prompts test, suite, replay
+    add_eval_parsers(commands, add_prompts_parser(commands))  # prompts test, suite
     add_shadow_parser(commands)
     add_rollout_parser(commands)
+    add_replay_parser(commands)
 
     args = parser.parse_args(argv)
     if getattr(args, "eval_command", None):
         return run_eval(args)
+    if getattr(args, "replay_command", None):
+        return run_replay(args)
     if args.command == "serve":
         return _serve(args.config, args.host, args.port)
     if args.command == "check-config":

@@ -11,7 +11,7 @@ from pathlib import Path
 ENVIRONMENT = (
     ("GATEWAY_URL", "the gateway's base URL for the admin commands (--url)"),
     ("GATEWAY_ADMIN_TOKEN", "the admin token they send (--token)"),
-    ("GATEWAY_CLIENT_KEY", "the client key `prompts test` and `replay` send (--key)"),
+    ("GATEWAY_CLIENT_KEY", "the client key `prompts test` sends (--key)"),
 )
 
 

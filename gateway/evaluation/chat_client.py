@@ -1,4 +1,4 @@
-"""The gateway's OpenAI-compatible API from the command line (suites, replay): one chat
+"""The gateway's OpenAI-compatible API from the command line (suites): one chat
 completion, streamed or not, with what it took (latency, time to first token), what it
 used (tokens, and the cost from the gateway's pricing table) and who served it (the
 `X-Gateway-*` headers). Standard library only, like the rest of the CLI; callers run

@@ -1,28 +1,23 @@
-"""Backtesting: captured production requests sent again through a candidate prompt
-version (pinned, `prompt:NAME@vN`), and compared with what production answered, or with
-a baseline version sent alongside. The numbers: error rate, latency and time to first
-token percentiles, tokens and cost per request, and how far the answers agree (exact,
-and a word-level similarity from 0 to 1), with the cases that differ most.
+"""Backtesting's numbers: captured production requests answered again by a candidate
+prompt version, compared with what production answered, or with a baseline version
+answered alongside. Error rate, latency and time to first token percentiles, tokens
+and cost per request, and how far the answers agree (exact, and a word-level
+similarity from 0 to 1), with the cases that differ most.
 
-Replays stream (so time to first token is measured) and carry
-`X-Gateway-No-Capture: 1` (so they are never captured themselves). Captured text was
-redacted: a replay sends `[REDACTED]` where production had the original."""
+Pure: samples in, numbers out (gateway.evaluation.replay_runner makes the samples).
+Captured text was redacted: a replay sends `[REDACTED]` where production had the
+original."""
 
 from __future__ import annotations
 
 import difflib
 import math
-import sys
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, TextIO
+from typing import Any
 
-from gateway.evaluation.chat_client import ChatResult
+from gateway.telemetry.recorder import RequestRecord
 
-Send = Callable[[Mapping[str, Any]], ChatResult]
 _NOT_REPLAYED = ("stream", "stream_options", "prompt_variables", "model", "messages")
 DIFFERENCES_SHOWN = 10
 
@@ -58,18 +53,19 @@ class Sample:
         )
 
     @classmethod
-    def from_result(cls, result: ChatResult) -> Sample:
-        usage = result.usage
+    def from_record(cls, record: RequestRecord) -> Sample:
+        """What the gateway's own pinned call answered."""
+        usage = record.usage
         return cls(
-            ok=result.ok,
-            status=result.status,
-            text=result.text,
-            latency_ms=result.latency_ms,
-            ttft_ms=result.ttft_ms,
+            ok=record.status == 200 and not record.error,
+            status=record.status,
+            text=record.answer,
+            latency_ms=round(record.latency_s * 1000, 3),
+            ttft_ms=None if record.ttft_s is None else round(record.ttft_s * 1000, 3),
             input_tokens=None if usage is None else usage.input_tokens,
             output_tokens=None if usage is None else usage.output_tokens,
-            cost_usd=result.cost_usd,
-            error=result.error,
+            cost_usd=record.cost_usd,
+            error=record.error or None,
         )
 
 
@@ -102,74 +98,18 @@ def similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a.split(), b.split(), autojunk=False).ratio()
 
 
-def replay_body(record: Mapping[str, Any], model: str) -> dict[str, Any]:
-    """The captured client request, aimed at `model` (a pinned prompt version)."""
+def replay_body(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The captured client request, streamed (so time to first token is measured); the
+    pinned call names the model."""
     request = record.get("request") or {}
     params = {k: v for k, v in (request.get("params") or {}).items() if k not in _NOT_REPLAYED}
     return {
         **params,
-        "model": model,
         "messages": list(request.get("messages") or []),
         "prompt_variables": dict(request.get("variables") or {}),
+        "stream": True,
+        "stream_options": {"include_usage": True},
     }
-
-
-class Progress:
-    """`replay [#####.....] 120/200  errors 1  12.3s` on stderr, redrawn in place."""
-
-    def __init__(self, total: int, label: str = "replay", out: TextIO | None = None) -> None:
-        self.total, self.label, self.out = total, label, out or sys.stderr
-        self.done = self.errors = 0
-        self._began = time.monotonic()
-        self._lock = threading.Lock()
-        self._shown = -1
-
-    def step(self, failed: bool) -> None:
-        with self._lock:
-            self.done += 1
-            self.errors += failed
-            percent = self.done * 100 // max(self.total, 1)
-            if percent != self._shown or self.done == self.total:
-                self._shown = percent
-                filled = percent // 5
-                self.out.write(
-                    f"\r{self.label} [{'#' * filled}{'.' * (20 - filled)}] "
-                    f"{self.done}/{self.total}  errors {self.errors}  "
-                    f"{time.monotonic() - self._began:.1f}s"
-                )
-                self.out.flush()
-
-    def close(self) -> None:
-        self.out.write("\n")
-        self.out.flush()
-
-
-def run_replay(
-    records: Sequence[Mapping[str, Any]],
-    send: Send,
-    candidate_model: str,
-    baseline_model: str | None,
-    concurrency: int,
-    progress: Progress | None = None,
-) -> list[Pair]:
-    """Every record through the candidate (and the baseline), `concurrency` at once."""
-
-    def one(record: Mapping[str, Any]) -> Pair:
-        if baseline_model is None:
-            reference = Sample.from_capture(record)
-        else:
-            reference = Sample.from_result(send(replay_body(record, baseline_model)))
-        candidate = Sample.from_result(send(replay_body(record, candidate_model)))
-        if progress is not None:
-            progress.step(not candidate.ok)
-        request = record.get("request") or {}
-        return Pair(str(record.get("request_id")), request, reference, candidate)
-
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        pairs = list(pool.map(one, records))
-    if progress is not None:
-        progress.close()
-    return pairs
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -213,8 +153,9 @@ def side_stats(samples: Sequence[Sample]) -> dict[str, Any]:
     }
 
 
-def summarize(pairs: Sequence[Pair], meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The report's data (also embedded as JSON in the HTML page)."""
+def compare(pairs: Sequence[Pair]) -> dict[str, Any]:
+    """`numbers` (each side's and their agreement), the `differences` that differ
+    most, and per-request `samples` (without text) for the report's charts."""
     compared = [p for p in pairs if p.compared]
     scores = [p.similarity or 0.0 for p in compared]
     ranked = sorted(compared, key=lambda p: p.similarity or 0.0)
@@ -230,8 +171,7 @@ def summarize(pairs: Sequence[Pair], meta: Mapping[str, Any]) -> dict[str, Any]:
         }
         for p in differing[:DIFFERENCES_SHOWN]
     ]
-    return {
-        "meta": dict(meta),
+    numbers = {
         "reference": side_stats([p.reference for p in pairs]),
         "candidate": side_stats([p.candidate for p in pairs]),
         "agreement": {
@@ -242,6 +182,9 @@ def summarize(pairs: Sequence[Pair], meta: Mapping[str, Any]) -> dict[str, Any]:
             "similarity_p10": percentile(scores, 10),
             "histogram": [sum(1 for s in scores if min(int(s * 10), 9) == i) for i in range(10)],
         },
+    }
+    return {
+        "numbers": numbers,
         "differences": differences,
         "samples": [
             {

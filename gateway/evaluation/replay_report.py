@@ -1,6 +1,7 @@
 """The replay report: a self-contained HTML page (inline CSS and SVG charts, no external
-assets, the data embedded as JSON in `<script id="replay-data">`) and a Markdown
-summary for pull requests. Both come from `replay.summarize`'s data."""
+assets, the result embedded as JSON in `<script id="replay-data">`) and a Markdown
+summary for pull requests. Both render a replay result as the gateway keeps it
+(`GET /admin/prompts/{name}/replays/{id}`, gateway.evaluation.replay_runner)."""
 
 from __future__ import annotations
 
@@ -8,29 +9,11 @@ import html
 import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 REFERENCE_COLOUR, CANDIDATE_COLOUR = "#6c757d", "#d9480f"
 Row = tuple[str, str, str, str]
 NONE = "-"  # no value
-
-
-def report_paths(file: str) -> tuple[Path, Path]:
-    """`--report FILE`: the HTML page and the Markdown summary, always both. FILE's
-    `.html` or `.md` extension is dropped and each gets its own: `out.html` →
-    `out.html` + `out.md`; `out` → `out.html` + `out.md`."""
-    path = Path(file)
-    base = path.with_suffix("") if path.suffix.lower() in (".html", ".htm", ".md") else path
-    return base.with_name(base.name + ".html"), base.with_name(base.name + ".md")
-
-
-def write_report(data: Mapping[str, Any], file: str) -> tuple[Path, Path]:
-    html_path, md_path = report_paths(file)
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(render_html(data))
-    md_path.write_text(render_markdown(data))
-    return html_path, md_path
 
 
 def _ms(value: float | None) -> str:
@@ -65,13 +48,13 @@ def _points(reference: float | None, candidate: float | None) -> str:
 
 
 def labels(data: Mapping[str, Any]) -> tuple[str, str]:
-    meta = data["meta"]
-    reference = f"baseline {meta['baseline']}" if meta.get("baseline") else "production"
-    return reference, f"candidate {meta['candidate']}"
+    reference = f"baseline {data['baseline']}" if data.get("baseline") else "production"
+    return reference, f"candidate {data['candidate']}"
 
 
 def summary_rows(data: Mapping[str, Any]) -> list[Row]:
-    ref, cand, agree = data["reference"], data["candidate"], data["agreement"]
+    numbers = data["numbers"]
+    ref, cand, agree = numbers["reference"], numbers["candidate"], numbers["agreement"]
     rows: list[Row] = [
         ("requests", str(ref["requests"]), str(cand["requests"]), ""),
         (
@@ -100,16 +83,52 @@ def summary_rows(data: Mapping[str, Any]) -> list[Row]:
 
 
 def _title(data: Mapping[str, Any]) -> str:
-    meta = data["meta"]
     reference, candidate = labels(data)
-    return f"Replay of prompt {meta['prompt']}: {candidate} against {reference}"
+    return f"Replay of prompt {data['prompt']}: {candidate} against {reference}"
 
 
 def _scope(data: Mapping[str, Any]) -> str:
-    meta = data["meta"]
-    since = f" from the last {meta['since']}" if meta.get("since") else ""
-    count = data["reference"]["requests"]
-    return f"{count} captured requests{since}, generated {meta['generated_at']}"
+    window = data["window"]
+    since = f" from the last {window['since']}" if window.get("since") else ""
+    route = f" on route {data['route']}" if data.get("route") else ""
+    count = data["counts"]["requests"]
+    return (
+        f"{count} captured requests{since}{route}; replay {data['id']} run by {data['by']}, "
+        f"finished {data['finished_at']}"
+    )
+
+
+def verdict_line(data: Mapping[str, Any]) -> str:
+    """`verdict: fail (p95_latency_ratio 2.31 (limit <= 1.5))`, `verdict: pass (3 checks)`."""
+    checks = data["verdict"]["checks"]
+    if not checks:
+        return "verdict: pass (no fail_on thresholds given)"
+    if data["verdict"]["result"] == "pass":
+        return f"verdict: pass ({len(checks)} checks)"
+    failed = []
+    for check in (c for c in checks if not c["passed"]):
+        value, limit = _shown(check)
+        note = f": {check['note']}" if check.get("note") else ""
+        failed.append(f"{check['name']} {value} (limit {limit}){note}")
+    return "verdict: fail (" + "; ".join(failed) + ")"
+
+
+def _shown(check: Mapping[str, Any]) -> tuple[str, str]:
+    """A threshold's value measured and its limit, as text."""
+    value = NONE if check["value"] is None else f"{check['value']:.4g}"
+    relation = ">=" if check["name"] == "min_similarity" else "<="
+    return value, f"{relation} {check['limit']:g}"
+
+
+def check_rows(data: Mapping[str, Any]) -> list[Row]:
+    """Each threshold: its name, the value measured, the limit, pass or FAIL (and why)."""
+    rows = []
+    for check in data["verdict"]["checks"]:
+        outcome = "pass" if check["passed"] else "FAIL"
+        if check.get("note"):
+            outcome += f" ({check['note']})"
+        rows.append((check["name"], *_shown(check), outcome))
+    return rows
 
 
 def render_markdown(data: Mapping[str, Any]) -> str:
@@ -119,10 +138,16 @@ def render_markdown(data: Mapping[str, Any]) -> str:
         "",
         _scope(data) + ".",
         "",
+        f"**{verdict_line(data)}**",
+        "",
         f"| | {reference} | {candidate} | change |",
         "|---|---:|---:|---:|",
     ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in summary_rows(data)]
+    if data["verdict"]["checks"]:
+        lines += ["", "#### Thresholds", "", "| threshold | value | limit | result |"]
+        lines += ["|---|---:|---:|---|"]
+        lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in check_rows(data)]
     if data["differences"]:
         lines += ["", "#### Cases that differ most", ""]
         lines += ["| request | similarity | input | " + reference + " | " + candidate + " |"]
@@ -165,10 +190,20 @@ def render_html(data: Mapping[str, Any]) -> str:
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         f"<title>{_e(_title(data))}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(_title(data))}</h1><p class=meta>{_e(_scope(data))}</p>",
+        f"<p class=verdict><b>{_e(verdict_line(data))}</b></p>",
         f"<table><tr><th></th><th>{_e(reference)}</th><th>{_e(candidate)}</th>"
         f"<th>change</th></tr>{rows}</table>",
         _legend(reference, candidate),
     ]
+    if data["verdict"]["checks"]:
+        parts.append("<h2>Thresholds</h2><table><tr><th>threshold</th><th>value</th>")
+        parts.append("<th>limit</th><th>result</th></tr>")
+        for a, b, c, d in check_rows(data):
+            parts.append(
+                f"<tr><th>{_e(a)}</th><td class=n>{_e(b)}</td><td class=n>{_e(c)}</td>"
+                f"<td>{_e(d)}</td></tr>"
+            )
+        parts.append("</table>")
     for title, key in (("Latency", "latency_ms"), ("Time to first token", "ttft_ms")):
         ref = [s["reference"][key] for s in samples if s["reference"]["ok"]]
         cand = [s["candidate"][key] for s in samples if s["candidate"]["ok"]]
@@ -176,10 +211,11 @@ def render_html(data: Mapping[str, Any]) -> str:
         if ref or cand:
             parts.append(f"<h2>{title}: share of requests done within x ms</h2>")
             parts.append(_cdf_chart(ref, cand))
-    costs = (data["reference"]["cost_usd"], data["candidate"]["cost_usd"])
+    numbers = data["numbers"]
+    costs = (numbers["reference"]["cost_usd"], numbers["candidate"]["cost_usd"])
     parts.append("<h2>Cost per request</h2>")
     parts.append(_bars([reference, candidate], costs, _usd))
-    agreement = data["agreement"]
+    agreement = numbers["agreement"]
     if agreement["compared"]:
         parts.append("<h2>Answer similarity (requests per tenth)</h2>")
         buckets = [f"{i / 10:.1f}-{(i + 1) / 10:.1f}" for i in range(10)]

@@ -21,6 +21,7 @@ from gateway.prompts.versions import (
 )
 from gateway.store.captures import CaptureLog, Settings
 from gateway.store.records import Records
+from gateway.store.replays import ReplayStore
 from gateway.store.responses import ResponseStore
 from gateway.store.responses import Settings as ResponsesSettings
 from gateway.store.rollouts import RolloutStore
@@ -126,6 +127,9 @@ class Store(Protocol):
 
     def responses(self, settings: ResponsesSettings) -> ResponseStore:
         """Answers of `/v1/responses` kept for `previous_response_id`."""
+
+    def replays(self) -> ReplayStore:
+        """Replay results the gateway ran, per prompt."""
         ...
 
     def version_stats(self) -> StatsSink:

@@ -30,6 +30,7 @@ from gateway.store.base import (
 )
 from gateway.store.captures import CaptureLog, FileCaptureLog, MemoryCaptureLog, Settings
 from gateway.store.records import MemoryRecords, Records
+from gateway.store.replays import MemoryReplays, ReplayStore
 from gateway.store.responses import MemoryResponses, ResponseStore
 from gateway.store.responses import Settings as ResponsesSettings
 from gateway.store.rollouts import MemoryRolloutStore, RolloutStore
@@ -48,6 +49,7 @@ class MemoryStore:
         self._lock = asyncio.Lock()
         self._records = MemoryRecords()
         self._rollouts = MemoryRolloutStore()
+        self._replays = MemoryReplays()
         self._stats = MemoryStats()
 
     async def load_all(self) -> dict[str, PromptState]:
@@ -196,6 +198,9 @@ class MemoryStore:
 
     def rollouts(self) -> RolloutStore:
         return self._rollouts
+
+    def replays(self) -> ReplayStore:
+        return self._replays
 
     def version_stats(self) -> StatsSink:
         return self._stats

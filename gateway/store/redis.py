@@ -50,6 +50,7 @@ from gateway.store.redis_connect import Closer, RedisClient, connect, unavailabl
 from gateway.store.redis_keys import Keys, dumps, text
 from gateway.store.redis_watch import follow_changes
 from gateway.store.redis_writer import MAX_ATTEMPTS, Writer, Writes
+from gateway.store.replays import RedisReplays, ReplayStore
 from gateway.store.responses import RedisResponses, ResponseStore
 from gateway.store.responses import Settings as ResponsesSettings
 from gateway.store.rollout_redis import RedisRolloutStore, RedisVersionStats
@@ -93,6 +94,9 @@ class RedisStore:
 
     def rollouts(self) -> RolloutStore:
         return RedisRolloutStore(self._client, self.keys.prefix)
+
+    def replays(self) -> ReplayStore:
+        return RedisReplays(self._client, self.keys.prefix)
 
     def version_stats(self) -> StatsSink:
         return RedisVersionStats(self._client, self.keys.prefix)

@@ -1,13 +1,18 @@
-"""`gateway replay`: captured production traffic sent through a candidate version (a
-slower, wordier model with its own price), the report's numbers checked against what
-the fakes were set to return, and a pinned baseline instead of production."""
+"""Replays the gateway runs and keeps: captured production traffic sent through a
+candidate version (a slower, wordier model with its own price) on the built-in mock
+provider, the kept result's numbers checked against what the mock was set to return,
+a pinned baseline instead of production, and the reports the CLI renders from the
+kept result."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
 import re
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +20,79 @@ import aiohttp
 import pytest
 
 from gateway.appkeys import CAPTURE
-from gateway.evaluation.replay_report import report_paths
-from tests.conftest import CLIENT_TOKEN, Gateway, Upstream
-from tests.eval_support import Admin, cli_connection, gateway_config, run_cli
+from tests.conftest import CLIENT_TOKEN, Gateway
+from tests.eval_support import ADMIN, ROOT, Admin, run_cli
 from tests.redis_fixtures import RedisServer
 
 GatewayFactory = Callable[[str], Awaitable[Gateway]]
 SLOW_MODEL = "slow=150+words=12"
-ROUTE = f"""
+VIEWER_TOKEN = "viewer-secret-token"
+
+
+def replay_config(redis_url: str = "", capture: bool = True, extra: str = "") -> str:
+    """Prompt `support` on route `chat` (the built-in mock, echoing), routes `slowwords`
+    (slow, 12 words, dearer) and `broken` (always 500), capture on, prices for both."""
+    text = f"""
+        [server]
+        admin_token = "{ADMIN}"
+        request_timeout_s = 30
+
+        [logging]
+        access_log = false
+
+        [providers.mock]
+        type = "mock"
+
+        [models.chat]
+        targets = [{{ provider = "mock", model = "echo" }}]
+
         [models.slowwords]
-        targets = [{{ provider = "fake", model = "{SLOW_MODEL}" }}]
+        targets = [{{ provider = "mock", model = "{SLOW_MODEL}" }}]
+
+        [models.broken]
+        targets = [{{ provider = "mock", model = "error=500" }}]
+        retries_per_target = 0
+
+        [pricing.echo]
+        input_per_mtok = 1.0
+        output_per_mtok = 2.0
 
         [pricing."{SLOW_MODEL}"]
         input_per_mtok = 3.0
         output_per_mtok = 5.0
-"""
+
+        [[keys]]
+        name = "test-app"
+        sha256 = "{{key_sha256}}"
+
+        [[admins]]
+        name = "vera"
+        sha256 = "{hashlib.sha256(VIEWER_TOKEN.encode()).hexdigest()}"
+        roles = ["viewer"]
+
+        [prompts.support]
+        model = "chat"
+        messages = [{{ role = "system", content = "You answer for {{{{product}}}}." }}]
+        params = {{ temperature = 0.2 }}
+
+        [capture]
+        enabled = {"true" if capture else "false"}
+    """
+    if redis_url:
+        text += f"""
+        [redis]
+        url = "{redis_url}"
+        prefix = "gwtest:"
+        poll_interval_s = 0.05
+        socket_timeout_s = 10
+        """
+    return text + extra
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
 
 
 async def production(gw: Gateway, count: int) -> None:
@@ -50,15 +113,18 @@ async def production(gw: Gateway, count: int) -> None:
     await gw.app[CAPTURE].flush()
 
 
-async def push_candidate(gw: Gateway) -> None:
-    """v2: route slowwords, 4 words of system prompt, a draft (pinned replays are fine)."""
+async def push(gw: Gateway, session: aiohttp.ClientSession, route: str, version: str) -> None:
+    """A draft of support on `route` (pinned replays need no approval)."""
     content = {
-        "model": "slowwords",
+        "model": route,
         "messages": [{"role": "system", "content": "Answer as {{product}} support."}],
     }
-    async with aiohttp.ClientSession() as session:
-        status, body = await Admin(gw, session).call("POST", "/prompts/support/versions", content)
-    assert (status, body["version"]) == (201, "v2")
+    status, body = await Admin(gw, session).call("POST", "/prompts/support/versions", content)
+    assert (status, body["version"]) == (201, version), body
+
+
+def connection(gw: Gateway, token: str = ADMIN) -> list[str]:
+    return ["--url", gw.url("/").rstrip("/"), "--token", token]
 
 
 def embedded_data(page: str) -> dict[str, Any]:
@@ -70,41 +136,62 @@ def embedded_data(page: str) -> dict[str, Any]:
     return data
 
 
-async def test_replay_of_200_captured_requests_through_a_slower_wordier_candidate(
+async def run_into_closed_pipe(*args: str) -> tuple[int, str]:
+    """The CLI writing to a reader that has gone (`… | head` done reading)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", *args,
+            stdout=write, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    _, err = await asyncio.wait_for(process.communicate(), timeout=50)
+    assert process.returncode is not None
+    return process.returncode, err.decode()
+
+
+def replay_id(out: str) -> str:
+    match = re.search(r"^replay (rp[0-9a-f]+) of ", out, re.M)
+    assert match is not None, out
+    return match.group(1)
+
+
+async def test_a_replay_of_200_captured_requests_is_kept_and_rendered_from_the_kept_result(
     redis_server: RedisServer,
     gateway_factory: GatewayFactory,
-    upstream: Upstream,
+    session: aiohttp.ClientSession,
     tmp_path: Path,
 ) -> None:
-    gw = await gateway_factory(
-        gateway_config(upstream.base_url, "enabled = true\n", redis_server.url, extra=ROUTE)
-    )
+    gw = await gateway_factory(replay_config(redis_server.url))
     await production(gw, 200)
-    await push_candidate(gw)
+    assert gw.app[CAPTURE].writer.written == 200  # every one in Redis
+    await push(gw, session, "slowwords", "v2")
+    html, markdown = tmp_path / "out" / "report.html", tmp_path / "report.md"
     code, out, err = await run_cli(
-        "replay",
-        "--prompt",
-        "support",
-        "--candidate",
-        "v2",
-        "--since",
-        "1h",
-        "--concurrency",
-        "16",
-        "--report",
-        str(tmp_path / "report.html"),
-        *cli_connection(gw, CLIENT_TOKEN),
-    )
+        "replay", "support", "--candidate", "v2", "--since", "1h", "--concurrency", "16",
+        "--html", str(html), "--markdown", str(markdown), *connection(gw),
+    )  # fmt: skip
     assert code == 0, err
-    assert "replayed 200 requests: candidate errors 0, exact agreement 0/200" in out
-    assert "replay [####################] 200/200" in err  # the progress bar
-    page = (tmp_path / "report.html").read_text()
-    summary = (tmp_path / "report.md").read_text()
-    data = embedded_data(page)
+    assert "through v2, against production" in out
+    assert "agreement       exact 0/200" in out
+    assert "verdict: pass (no fail_on thresholds given)" in out
+    assert "replaying up to 200 requests of support" in err  # shown while it runs
 
-    production_side, candidate = data["reference"], data["candidate"]
-    assert production_side["requests"] == candidate["requests"] == 200
-    assert production_side["errors"] == candidate["errors"] == 0
+    status, kept = await Admin(gw, session).call(
+        "GET", f"/prompts/support/replays/{replay_id(out)}"
+    )
+    assert status == 200
+    assert embedded_data(html.read_text()) == kept  # the page renders the kept result
+    assert (kept["prompt"], kept["candidate"], kept["baseline"]) == ("support", "v2", None)
+    assert kept["by"] == "admin" and kept["window"]["since"] == "1h"
+    assert kept["counts"] == {
+        "requests": 200, "compared": 200, "reference_errors": 0, "candidate_errors": 0,
+    }  # fmt: skip
+    assert kept["started_at"] <= kept["finished_at"] and kept["finished_at"].endswith("Z")
+    numbers = kept["numbers"]
+    production_side, candidate = numbers["reference"], numbers["candidate"]
     assert candidate["latency_ms"]["p50"] >= 150  # slow=150
     assert candidate["latency_ms"]["p50"] > production_side["latency_ms"]["p50"]
     assert candidate["ttft_ms"]["n"] == 200 and candidate["ttft_ms"]["p50"] >= 150
@@ -114,64 +201,181 @@ async def test_replay_of_200_captured_requests_through_a_slower_wordier_candidat
     assert production_side["cost_usd"] == pytest.approx((8 * 1.0 + 7 * 2.0) / 1e6)
     assert candidate["cost_usd"] == pytest.approx((8 * 3.0 + 12 * 5.0) / 1e6)
     assert candidate["cost_usd_total"] == pytest.approx(200 * (8 * 3.0 + 12 * 5.0) / 1e6)
-    agreement = data["agreement"]
+    agreement = numbers["agreement"]
     assert (agreement["compared"], agreement["exact"], agreement["exact_rate"]) == (200, 0, 0.0)
     assert agreement["similarity_mean"] < 0.5
     assert sum(agreement["histogram"]) == 200
-    assert len(data["differences"]) == 10
-    assert all(d["input"].startswith("question number") for d in data["differences"])
+    assert len(kept["differences"]) == 10 and len(kept["samples"]) == 200
+    assert all(d["input"].startswith("question number") for d in kept["differences"])
+    assert kept["verdict"] == {"result": "pass", "failed": [], "checks": []}
 
+    summary = markdown.read_text()
     assert "| requests | 200 | 200 |  |" in summary
     assert "| cost / request | $0.000022 | $0.000084 | 3.8x |" in summary
     assert "| exact agreement |  | 0.0% | of 200 |" in summary
     assert "#### Cases that differ most" in summary
+    page = html.read_text()
     assert "<svg" in page and page.count("<polyline") >= 3  # latency and TTFT curves
     for external in ("<link", " src=", "href=", "url(", "@import"):
         assert external not in page  # self-contained
 
+    status, listed = await Admin(gw, session).call("GET", "/prompts/support/replays")
+    assert status == 200 and listed["count"] == 1
+    assert listed["replays"][0]["id"] == kept["id"] and "samples" not in listed["replays"][0]
+    status, history = await Admin(gw, session).call("GET", "/prompts/support/history")
+    entry = history["history"][0] if isinstance(history, dict) else history[0]
+    assert (entry["kind"], entry["version"], entry["by"]) == ("replay", "v2", "admin")
+    assert entry["detail"]["replay"] == kept["id"] and entry["detail"]["verdict"] == "pass"
+    assert entry["detail"]["requests"] == 200
 
-async def test_replay_against_a_pinned_baseline(
-    gateway_factory: GatewayFactory, upstream: Upstream, tmp_path: Path
+
+async def test_a_replay_against_a_pinned_baseline_and_shown_again(
+    gateway_factory: GatewayFactory, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    gw = await gateway_factory(gateway_config(upstream.base_url, "enabled = true\n", extra=ROUTE))
+    gw = await gateway_factory(replay_config())
     await production(gw, 12)
-    connection = cli_connection(gw, CLIENT_TOKEN)
-    report = tmp_path / "out" / "same"
+    status, kept = await Admin(gw, session).call(
+        "POST",
+        "/prompts/support/replays",
+        {"candidate": "v1", "baseline": "v1", "limit": 5, "fail_on": {"min_similarity": 1}},
+    )
+    assert status == 201, kept
+    assert kept["counts"]["requests"] == 5 and kept["baseline"] == "v1"
+    assert kept["numbers"]["reference"]["ttft_ms"]["n"] == 5  # the baseline was replayed
+    assert kept["numbers"]["agreement"]["exact_rate"] == 1.0 and kept["differences"] == []
+    assert kept["verdict"]["checks"] == [
+        {"name": "min_similarity", "value": 1.0, "limit": 1.0, "passed": True}
+    ]
+
+    markdown = tmp_path / "again.md"
     code, out, err = await run_cli(
-        "replay",
-        "--prompt",
-        "support",
-        "--baseline",
-        "v1",
-        "--candidate",
-        "v1",
-        "--limit",
-        "5",
-        "--report",
-        str(report),
-        *connection,
+        "replay", "show", "support", kept["id"], "--markdown", str(markdown), *connection(gw)
     )
     assert code == 0, err
-    html_path, md_path = report_paths(str(report))
-    assert (html_path.name, md_path.name) == ("same.html", "same.md")
-    data = embedded_data(html_path.read_text())
-    assert data["reference"]["requests"] == 5 and data["meta"]["baseline"] == "v1"
-    assert data["reference"]["ttft_ms"]["n"] == 5  # the baseline was replayed, streaming
-    assert data["agreement"]["exact_rate"] == 1.0 and data["differences"] == []
-    assert "baseline v1" in md_path.read_text()
+    assert f"replay {kept['id']} of support: 5 requests through v1, against baseline v1" in out
+    text = markdown.read_text()
+    assert "baseline v1" in text and "| min_similarity | 1 | >= 1 | pass |" in text
 
-    code, out, _ = await run_cli(
-        "replay", "--prompt", "nobody", "--candidate", "v1", "--report", str(report), *connection
+    code, _, err = await run_cli("replay", "show", "support", "rp0nope", *connection(gw))
+    assert code == 2 and "404" in err
+
+
+async def test_fail_on_gates_ci_exit_1_on_a_regression_and_0_on_a_clean_candidate(
+    gateway_factory: GatewayFactory, session: aiohttp.ClientSession
+) -> None:
+    gw = await gateway_factory(replay_config())
+    await production(gw, 20)
+    await push(gw, session, "broken", "v2")  # every request a 500
+    gate = "error_rate_increase=0.02,min_similarity=0.9"
+    code, out, err = await run_cli(
+        "replay", "support", "--candidate", "v2", "--fail-on", gate, *connection(gw)
     )
-    assert code == 1 and "no captured requests" in out
-    code, _, err = await run_cli(
-        "replay", "--prompt", "support", "--candidate", "v1", "--since", "soon", "--report",
-        str(report), *connection,
-    )  # fmt: skip
-    assert code == 2 and "not a duration" in err
+    assert code == 1, err
+    assert "verdict: fail (error_rate_increase 1 (limit <= 0.02); min_similarity" in out
+    status, kept = await Admin(gw, session).call(
+        "GET", f"/prompts/support/replays/{replay_id(out)}"
+    )
+    assert status == 200
+    assert kept["verdict"]["result"] == "fail"
+    assert kept["verdict"]["failed"] == ["error_rate_increase", "min_similarity"]
+    assert kept["counts"]["candidate_errors"] == 20
+    assert kept["fail_on"] == {"error_rate_increase": 0.02, "min_similarity": 0.9}
+
+    code, err = await run_into_closed_pipe("replay", "show", "support", kept["id"], *connection(gw))
+    assert code == 1 and "Traceback" not in err  # `| head`: still the verdict's status
+
+    code, out, err = await run_cli(
+        "replay", "support", "--candidate", "v1", "--fail-on", gate, *connection(gw)
+    )  # v1 answers as production did
+    assert code == 0, err
+    assert "verdict: pass (2 checks)" in out
+    status, listed = await Admin(gw, session).call("GET", "/prompts/support/replays")
+    assert [r["verdict"]["result"] for r in listed["replays"]] == ["pass", "fail"]  # newest first
 
 
-def test_report_paths() -> None:
-    assert [p.name for p in report_paths("a/r.md")] == ["r.html", "r.md"]
-    assert [p.name for p in report_paths("r.HTML")] == ["r.html", "r.md"]
-    assert [p.name for p in report_paths("r.v2")] == ["r.v2.html", "r.v2.md"]
+async def test_a_replay_that_cannot_run_exits_2_and_keeps_nothing(
+    gateway_factory: GatewayFactory, session: aiohttp.ClientSession
+) -> None:
+    gw = await gateway_factory(replay_config(capture=False))
+    await production(gw, 3)  # answered, never captured
+    replay = ("replay", "support", "--candidate", "v1")
+    unreachable = ["--url", "http://127.0.0.1:9", "--token", ADMIN]
+    runs = await asyncio.gather(
+        run_cli(*replay, *connection(gw)),
+        run_cli(*replay, *connection(gw, "wrong-token")),
+        run_cli(*replay, *connection(gw, VIEWER_TOKEN)),
+        run_cli(*replay, *unreachable),
+        run_cli(*replay, "--fail-on", "p99=2", *connection(gw)),
+        run_cli(*replay, "--fail-on", "cost_ratio=lots", *connection(gw)),
+    )
+    said = (
+        "409: No captured requests of prompt 'support'",
+        "401",
+        "needs the author role",
+        "cannot reach",
+        "unknown --fail-on threshold 'p99'",
+        "--fail-on cost_ratio needs a number",
+    )
+    for (code, _, err), reason in zip(runs, said, strict=True):
+        assert code == 2 and reason in err, err
+        assert "Traceback" not in err
+
+    admin = Admin(gw, session)
+    status, listed = await admin.call("GET", "/prompts/support/replays")
+    assert (status, listed["count"]) == (200, 0)
+    status, history = await admin.call("GET", "/prompts/support/history")
+    entries = history["history"] if isinstance(history, dict) else history
+    assert status == 200 and not [e for e in entries if e["kind"] == "replay"]
+
+
+async def test_the_replay_routes_refuse_what_they_cannot_run(
+    gateway_factory: GatewayFactory, session: aiohttp.ClientSession
+) -> None:
+    gw = await gateway_factory(replay_config())
+    admin = Admin(gw, session)
+    status, body = await admin.call("POST", "/prompts/support/replays", {"candidate": "v1"})
+    assert (status, body["error"]["code"]) == (409, "no_captures")
+    await production(gw, 2)
+    for ask, status_code, code in (
+        ({"candidate": "v9"}, 404, "version_not_found"),
+        ({"candidate": "v1", "baseline": "v7"}, 404, "version_not_found"),
+        ({"candidate": "v1", "fail_on": {"p99": 2}}, 400, None),
+        ({"candidate": "v1", "limit": 100_000}, 400, None),
+        ({"candidate": "v1", "since": "soon"}, 400, None),
+        ({"candidate": "v1", "by": "somebody-else"}, 400, "by_not_trusted"),
+    ):
+        status, body = await admin.call("POST", "/prompts/support/replays", ask)
+        assert status == status_code, (ask, body)
+        assert code is None or body["error"]["code"] == code
+    status, body = await admin.call("POST", "/prompts/nobody/replays", {"candidate": "v1"})
+    assert (status, body["error"]["code"]) == (404, "prompt_not_found")
+    status, body = await admin.call("GET", "/prompts/support/replays/rp0")
+    assert (status, body["error"]["code"]) == (404, "replay_not_found")
+    status, listed = await admin.call("GET", "/prompts/support/replays")
+    assert listed["count"] == 0
+
+
+async def test_replays_are_never_captured_and_count_as_replay_traffic(
+    gateway_factory: GatewayFactory, session: aiohttp.ClientSession
+) -> None:
+    gw = await gateway_factory(replay_config())
+    await production(gw, 6)
+    admin = Admin(gw, session)
+    body = {"candidate": "v1", "baseline": "v1"}
+    status, kept = await admin.call("POST", "/prompts/support/replays", body)
+    assert status == 201 and kept["counts"]["requests"] == 6
+    await gw.app[CAPTURE].flush()
+    status, captures = await admin.call("GET", "/captures?prompt=support&limit=1000")
+    assert captures["count"] == 6  # production's only
+    assert {c["request_id"] for c in captures["captures"]} == {f"prod-{i}" for i in range(6)}
+    async with session.get(gw.url("/metrics")) as response:
+        metrics = await response.text()
+    assert replay_requests(metrics) == 12  # 6 through the candidate, 6 through the baseline
+
+
+def replay_requests(metrics: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("gateway_requests_total{") and 'role="replay"' in line
+    )
