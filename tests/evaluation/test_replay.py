@@ -85,6 +85,7 @@ def replay_config(redis_url: str = "", capture: bool = True, extra: str = "") ->
         prefix = "gwtest:"
         poll_interval_s = 0.05
         socket_timeout_s = 10
+        connect_timeout_s = 5
         """
     return text + extra
 
