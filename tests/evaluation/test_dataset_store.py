@@ -21,13 +21,17 @@ CASE_A = {"name": "a", "messages": [{"role": "user", "content": "hi"}], "checks"
 CASE_B = {"name": "b", "messages": [], "checks": {"contains": "x"}}
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """The embedded store, Redis, and a Redis Cluster (each script's keys in one slot)."""
     if request.param == "memory":
         yield MemoryStore()
         return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    redis = RedisStore.from_config(make_redis_config(server.url))
+    cluster = request.param == "cluster"
+    server: RedisServer = request.getfixturevalue(
+        "redis_cluster_server" if cluster else "redis_server"
+    )
+    redis = RedisStore.from_config(make_redis_config(server.url, cluster=cluster))
     try:
         yield redis
     finally:
