@@ -25,6 +25,8 @@ from gateway import __version__
 from gateway.admin.api import create_admin_app
 from gateway.appkeys import (
     CAPTURE,
+    DATASET_RUNS,
+    DATASETS,
     FEEDBACK,
     LIFECYCLE,
     METRICS,
@@ -37,14 +39,12 @@ from gateway.appkeys import (
     RUNTIME,
     SHADOW,
     SHADOW_LOG,
-    SUITE_RESULTS,
     TELEMETRY,
     Lifecycle,
 )
 from gateway.config.loader import CaptureConfig, GatewayConfig
 from gateway.evaluation.capture import Capture
 from gateway.evaluation.feedback import FeedbackStats, RequestIndex, post_feedback
-from gateway.evaluation.suite_results import SuiteResults
 from gateway.proxy.api import add_routes
 from gateway.proxy.middleware import gateway_middleware
 from gateway.proxy.runtime import RuntimeHolder, UpstreamParts, build_runtime
@@ -76,8 +76,8 @@ def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.A
     app.cleanup_ctx.append(_access_log(access_log))
     app.cleanup_ctx.append(_runtime(config))
     app.cleanup_ctx.append(_prompts(config, metrics, watch_interval_s))
-    app.cleanup_ctx.append(_evaluation)  # capture, feedback index, suite results
     app.cleanup_ctx.append(_responses)  # kept answers for previous_response_id
+    app.cleanup_ctx.append(_evaluation)  # capture, feedback index, datasets and runs
     app.cleanup_ctx.append(_rollout)  # version stats and the rollout driver
     app[LIFECYCLE] = Lifecycle()
     app[OBSERVERS] = []
@@ -175,8 +175,8 @@ def _prompts(
 
 
 async def _evaluation(app: web.Application) -> AsyncIterator[None]:
-    """After `_prompts`: capture, the request index for feedback and suite results,
-    on the store's back ends, and the lifetimes of their batch writers."""
+    """After `_prompts`: capture, the request index for feedback, datasets and their
+    runs, on the store's back ends, and the lifetimes of their batch writers."""
     runtime, holder = app[RUNTIME], app[PROMPTS]
 
     def settings() -> CaptureConfig:
@@ -187,8 +187,9 @@ async def _evaluation(app: web.Application) -> AsyncIterator[None]:
     index = RequestIndex(runtime, records)
     app[CAPTURE] = capture
     app[FEEDBACK] = FeedbackStats(index, records, app[METRICS])
-    app[SUITE_RESULTS] = SuiteResults(records)
     app[REPLAYS] = holder.store.replays()
+    app[DATASETS] = holder.store.datasets()
+    app[DATASET_RUNS] = holder.store.dataset_runs()
     app[OBSERVERS].extend([index, capture])
     capture.writer.start()
     index.writer.start()

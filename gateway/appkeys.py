@@ -14,7 +14,6 @@ if TYPE_CHECKING:  # the keys name their types for the checker; at run time this
     from gateway.config.control import AdminIdentity
     from gateway.evaluation.capture import Capture
     from gateway.evaluation.feedback import FeedbackStats
-    from gateway.evaluation.suite_results import SuiteResults
     from gateway.proxy.ingress import Ingress
     from gateway.proxy.observers import RequestObserver
     from gateway.proxy.runtime import RuntimeHolder
@@ -22,6 +21,8 @@ if TYPE_CHECKING:  # the keys name their types for the checker; at run time this
     from gateway.rollout.controller import RolloutController
     from gateway.shadow.report import ShadowLog
     from gateway.shadow.runner import ShadowRunner
+    from gateway.store.dataset_runs import DatasetRuns
+    from gateway.store.datasets import Datasets
     from gateway.store.follower import PromptsHolder
     from gateway.store.replays import ReplayStore
     from gateway.store.responses import ResponseStore
@@ -41,8 +42,9 @@ ADMIN: web.RequestKey[AdminIdentity] = web.RequestKey("admin")  # every /admin/ 
 # The features' own parts, set by their cleanup contexts in gateway.app.
 CAPTURE: web.AppKey[Capture] = web.AppKey("capture")
 FEEDBACK: web.AppKey[FeedbackStats] = web.AppKey("feedback")
-SUITE_RESULTS: web.AppKey[SuiteResults] = web.AppKey("suite_results")
 REPLAYS: web.AppKey[ReplayStore] = web.AppKey("replays")
+DATASETS: web.AppKey[Datasets] = web.AppKey("datasets")
+DATASET_RUNS: web.AppKey[DatasetRuns] = web.AppKey("dataset_runs")
 ROLLOUTS: web.AppKey[RolloutController] = web.AppKey("rollouts")
 SHADOW: web.AppKey[ShadowRunner] = web.AppKey("shadow")
 SHADOW_LOG: web.AppKey[ShadowLog] = web.AppKey("shadow_log")

@@ -8,6 +8,7 @@ from aiohttp import web
 from gateway.admin import config, labels, prompts
 from gateway.admin.identity import admin_auth
 from gateway.evaluation.api import add_evaluation_routes
+from gateway.evaluation.dataset_api import add_dataset_routes
 from gateway.evaluation.replays_api import add_replay_routes
 from gateway.rollout.api import add_rollout_routes
 from gateway.shadow.report import add_report_routes
@@ -30,7 +31,8 @@ def create_admin_app() -> web.Application:
     admin.router.add_get("/config", config.show_config)
     admin.router.add_post("/reload", config.reload_config)
     admin.router.add_get("/providers", config.providers)
-    add_evaluation_routes(admin)  # captures, suite results
     add_replay_routes(admin)  # /prompts/{name}/replays[/{replay}]
+    add_evaluation_routes(admin)  # captures
+    add_dataset_routes(admin)  # /datasets…, /prompts/{name}/versions/{v}/test, …/runs
     add_rollout_routes(admin)  # /prompts/{name}/rollout[/pause|/resume]
     return admin

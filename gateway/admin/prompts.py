@@ -69,12 +69,12 @@ async def show_prompt(request: web.Request) -> web.Response:
         state = await holder.store.get_prompt(name)
         if state is None:
             raise not_found(name)
-        return json_answer(await annotate_prompt(request, state.to_json()))  # + suite results
+        return json_answer(await annotate_prompt(request, state.to_json()))  # + latest test runs
     except StoreUnavailable as exc:
         stale = snapshot_states(holder, exc).get(name)
         if stale is None:  # perhaps created since the snapshot: cannot tell
             raise
-        return stale_answer(holder, stale.to_json())  # suite results are not in it
+        return stale_answer(holder, stale.to_json())  # test runs are not in it
 
 
 async def push_version(request: web.Request) -> web.Response:

@@ -1,7 +1,7 @@
 """Admin reads while the store cannot be reached: answered from this replica's last
 snapshot (what the proxy serves), marked stale in a header and in the body. Only what
 the snapshot holds, prompts with their versions and routing, can be answered so; the
-rest (history, suite results, rollouts, captures) stays 503."""
+rest (history, test runs, rollouts, captures) stays 503."""
 
 from __future__ import annotations
 

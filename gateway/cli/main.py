@@ -18,6 +18,7 @@ from aiohttp import web
 from gateway import __version__
 from gateway.app import create_app
 from gateway.cli.admin import add_prompts_parser, add_shadow_parser, run_prompts, run_shadow
+from gateway.cli.datasets import add_dataset_parsers, run_datasets
 from gateway.cli.evaluation import add_eval_parsers, run_eval
 from gateway.cli.options import environment_help
 from gateway.cli.replay import add_replay_parser, run_replay
@@ -79,7 +80,9 @@ def _main(argv: Sequence[str] | None) -> int:
     mock.add_argument("--chunk-delay-ms", type=int, default=0)
     mock.add_argument("--seed", type=int)
 
-    add_eval_parsers(commands, add_prompts_parser(commands))  # prompts test, suite
+    prompt_commands = add_prompts_parser(commands)
+    add_dataset_parsers(commands, prompt_commands)  # datasets, prompts test
+    add_eval_parsers(commands)  # suite add
     add_shadow_parser(commands)
     add_rollout_parser(commands)
     add_replay_parser(commands)
@@ -89,6 +92,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return run_eval(args)
     if getattr(args, "replay_command", None):
         return run_replay(args)
+    if getattr(args, "dataset_command", None):
+        return run_datasets(args)
     if args.command == "serve":
         return _serve(args.config, args.host, args.port)
     if args.command == "check-config":

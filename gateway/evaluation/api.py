@@ -1,11 +1,12 @@
-"""The admin routes of capture and regression-suite results:
+"""The admin routes of capture, and what the prompt routes ask of evaluation:
 
 - `GET /admin/captures?prompt=&route=&since=24h&limit=100`: captured requests, newest
   first (`since`: a duration like `90s`, `30m`, `24h`, `7d`, or seconds);
 - `GET /admin/captures/{request_id}`: one captured request;
-- `POST /admin/prompts/{name}/versions/{v}/suite-results`: record a suite run on a
-  version (shown in the version's JSON as `suite`); with the prompt's
-  `require_passing_suite`, approval needs the version's latest run to have passed."""
+- `check_approvable`: the `require_suite` gate on approval (gateway.evaluation.suite_gate);
+- `annotate_prompt`: each version's latest test run in the prompt's JSON, as `test_run`.
+
+Datasets and test runs have their own routes (gateway.evaluation.dataset_api)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import CAPTURE, PROMPTS, RUNTIME, SUITE_RESULTS
+from gateway.appkeys import CAPTURE, DATASET_RUNS, DATASETS, PROMPTS, RUNTIME
 from gateway.errors import ApiError, Conflict
+from gateway.evaluation.suite_gate import gate_refusal
 
 BODY_LIMIT = 1024 * 1024
 MAX_CAPTURES = 10_000  # per admin query
@@ -60,9 +62,9 @@ async def show_capture(request: web.Request) -> web.Response:
 
 
 async def check_approvable(request: web.Request, name: str, version: str) -> None:
-    """409 unless the prompt requires no dataset run (`require_suite`), the version is
-    approved already, or the gateway's latest run of that dataset, at its current
-    revision, on this version passed at `min_pass_rate`."""
+    """409 `suite_required` unless the prompt requires no dataset run (`require_suite`),
+    the version is approved already, or the gateway's latest run of that dataset, at
+    its current revision, on this version passed at `min_pass_rate`."""
     prompt = request.config_dict[RUNTIME].current.config.prompts.get(name)
     if prompt is None or not prompt.require_suite:
         return
@@ -71,16 +73,31 @@ async def check_approvable(request: web.Request, name: str, version: str) -> Non
         return  # the store's own 404 follows
     if state.versions[version].status == "approved":
         return
-    raise Conflict(
-        f"Prompt '{name}' requires a passing run of dataset '{prompt.require_suite}' "
-        f"before approval; {version} has none. Run `gateway prompts test "
-        f"{name}@{version} --dataset {prompt.require_suite}`.",
-        code="suite_required",
+    head = await request.config_dict[DATASETS].head(prompt.require_suite)
+    runs = await request.config_dict[DATASET_RUNS].summaries(name)
+    refusal = gate_refusal(
+        runs,
+        name,
+        version,
+        state.versions[version].hash,
+        prompt.require_suite,
+        head.revision if head is not None else None,
+        prompt.min_pass_rate,
     )
+    if refusal is not None:
+        raise Conflict(refusal, code="suite_required")
 
 
 async def annotate_prompt(request: web.Request, prompt: dict[str, Any]) -> dict[str, Any]:
-    return await request.config_dict[SUITE_RESULTS].annotate(prompt)
+    """A prompt's JSON with `test_run` on each version: the summary of its latest run
+    (of any dataset), or None."""
+    runs = await request.config_dict[DATASET_RUNS].summaries(prompt["name"])
+    latest: dict[str, dict[str, Any]] = {}
+    for run in runs:  # newest first
+        latest.setdefault(run.version, run.to_json())
+    for v in prompt.get("versions") or []:
+        v["test_run"] = latest.get(v["version"])
+    return prompt
 
 
 def add_evaluation_routes(admin: web.Application) -> None:

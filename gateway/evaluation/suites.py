@@ -12,16 +12,20 @@ One case per line (blank lines and lines starting with `#` are skipped):
                 "max_latency_ms": 2000, "max_cost_usd": 0.001}}
 
 `contains`, `not_contains` and `regex` take a string or a list. `json_schema` is a
-subset of JSON Schema: `type` (or a list of types), `required`, `properties`, `enum`,
-`items`. Every case must also be answered (HTTP 200, complete stream). `expected` (the
-answer production gave, from `gateway suite add`) is kept for reading, never checked."""
+JSON Schema (draft 2020-12, every keyword; an unknown keyword is an error when the case
+is read: see gateway.evaluation.json_schema). Every case must also be answered (HTTP
+200, complete stream). `expected` (the answer production gave, for a case made from a
+captured request) is kept for reading, never checked.
+
+The same cases make a dataset in the store (gateway.evaluation.dataset_api); the
+gateway runs them (gateway.evaluation.test_runs) and judges each with `judge`."""
 
 from __future__ import annotations
 
 import json
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,7 +33,8 @@ from typing import Annotated, Any
 import msgspec
 
 from gateway.decoding import invalid
-from gateway.evaluation.chat_client import ChatResult
+from gateway.evaluation.json_schema import BadSchema, check_schema, schema_errors
+from gateway.telemetry.recorder import RequestRecord
 
 CHECKS = (
     "contains",
@@ -50,42 +55,33 @@ class SuiteError(Exception):
 @dataclass(frozen=True)
 class Case:
     name: str
-    line: int
+    line: int  # in its suite file, or its place in a dataset (from 1)
     variables: Mapping[str, Any] = field(default_factory=dict)
     messages: tuple[Mapping[str, Any], ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
     checks: Mapping[str, Any] = field(default_factory=dict)
+    expected: Any = None
 
-    def body(self, model: str) -> dict[str, Any]:
+    def body(self) -> dict[str, Any]:
+        """The chat request the case makes (the model is the pinned prompt version)."""
         return {
             **self.params,
-            "model": model,
             "messages": list(self.messages),
             "prompt_variables": dict(self.variables),
         }
 
-
-@dataclass
-class CaseResult:
-    case: Case
-    answer: ChatResult
-    failures: list[str]
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
     def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.case.name,
-            "passed": self.passed,
-            "failures": self.failures,
-            "status": self.answer.status,
-            "latency_ms": round(self.answer.latency_ms, 3),
-            "cost_usd": self.answer.cost_usd,
-            "provider": self.answer.provider,
-            "model": self.answer.model,
+        """The case as a dataset keeps it: every field, the name filled in."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "variables": dict(self.variables),
+            "messages": list(self.messages),
+            "params": dict(self.params),
+            "checks": dict(self.checks),
         }
+        if self.expected is not None:
+            data["expected"] = self.expected
+        return data
 
 
 def load_suite(path: Path) -> list[Case]:
@@ -144,7 +140,9 @@ _KINDS = {"object": "an object", "array": "a list", "str": "a string"}
 _TAKES = {"max_latency_ms": "a number", "max_cost_usd": "a number"}
 
 
-def parse_case(data: Any, where: str, number: int) -> Case:
+def parse_case(data: Any, where: str, number: int, unnamed: str = "line") -> Case:
+    """One case, checked: `SuiteError` naming `where` and the field otherwise. A case
+    without a name is called `{unnamed} {number}`."""
     try:
         line = msgspec.convert(data, CaseLine, strict=True)
     except msgspec.ValidationError as exc:
@@ -158,8 +156,21 @@ def parse_case(data: Any, where: str, number: int) -> Case:
             re.compile(pattern)
         except re.error as exc:
             raise SuiteError(f"{where}: bad regex {pattern!r}: {exc}") from None
-    name = line.name or f"line {number}"
-    return Case(name, number, line.variables, tuple(line.messages), line.params, line.checks)
+    if "json_schema" in line.checks:
+        try:
+            check_schema(line.checks["json_schema"])
+        except BadSchema as exc:
+            raise SuiteError(f"{where}: check 'json_schema': {exc}") from None
+    name = line.name or f"{unnamed} {number}"
+    return Case(
+        name,
+        number,
+        line.variables,
+        tuple(line.messages),
+        line.params,
+        line.checks,
+        line.expected,
+    )
 
 
 def _bad_field(exc: msgspec.ValidationError) -> str:
@@ -190,11 +201,12 @@ def _strings(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-def judge(case: Case, answer: ChatResult) -> list[str]:
+def judge(case: Case, answer: RequestRecord) -> list[str]:
     """What failed, in words; empty when the case passed."""
-    if not answer.ok:
+    if answer.status != 200 or answer.error:
         return [f"no answer: HTTP {answer.status}: {answer.error or 'error'}"]
-    text = answer.text or ""
+    text = answer.answer or ""
+    latency_ms = answer.latency_s * 1000
     checks = case.checks
     failures = []
     for needle in _strings(checks.get("contains", [])):
@@ -214,11 +226,12 @@ def judge(case: Case, answer: ChatResult) -> list[str]:
         except ValueError:
             failures.append("valid_json: the answer is not JSON")
         else:
-            errors = schema_errors(value, checks.get("json_schema"))
-            failures += [f"json_schema: {e}" for e in errors]
+            if "json_schema" in checks:
+                errors = schema_errors(value, checks["json_schema"])
+                failures += [f"json_schema: {e}" for e in errors]
     limit = checks.get("max_latency_ms")
-    if limit is not None and answer.latency_ms > float(limit):
-        failures.append(f"max_latency_ms {limit}: took {answer.latency_ms:.0f} ms")
+    if limit is not None and latency_ms > float(limit):
+        failures.append(f"max_latency_ms {limit}: took {latency_ms:.0f} ms")
     limit = checks.get("max_cost_usd")
     if limit is not None:
         if answer.cost_usd is None:
@@ -228,63 +241,28 @@ def judge(case: Case, answer: ChatResult) -> list[str]:
     return failures
 
 
-_TYPES: dict[str, Callable[[Any], bool]] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "integer": lambda v: (
-        (isinstance(v, int) and not isinstance(v, bool))
-        or (isinstance(v, float) and v.is_integer())
-    ),
-}
-
-
-def schema_errors(value: Any, schema: Any, path: str = "$") -> list[str]:
-    """The subset of JSON Schema suites use: type, required, properties, enum, items."""
-    if not isinstance(schema, dict):
-        return []
-    kinds = schema.get("type")
-    if kinds is not None:
-        names = [kinds] if isinstance(kinds, str) else list(kinds)
-        if not any(_TYPES.get(k, lambda v: False)(value) for k in names):
-            return [f"{path} should be {' or '.join(names)}"]
-    errors = []
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{path} should be one of {json.dumps(schema['enum'])}")
-    if isinstance(value, dict):
-        for key in schema.get("required", []):
-            if key not in value:
-                errors.append(f"{path}.{key} is required")
-        for key, sub in (schema.get("properties") or {}).items():
-            if key in value:
-                errors += schema_errors(value[key], sub, f"{path}.{key}")
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for i, item in enumerate(value):
-            errors += schema_errors(item, schema["items"], f"{path}[{i}]")
-    return errors
-
-
 def _short(text: str, size: int = 60) -> str:
     return text if len(text) <= size else text[: size - 1] + "…"
 
 
-def table(results: list[CaseResult]) -> str:
-    """The run as a plain-text table, one case a line, failures indented below."""
-    width = max([4, *(len(r.case.name) for r in results)])
+def run_table(run: Mapping[str, Any]) -> str:
+    """A run's JSON (as the gateway recorded it) as a plain-text table, one case a
+    line, failures indented below, and the verdict."""
+    cases = run.get("cases") or []
+    width = max([4, *(len(c["name"]) for c in cases)])
     lines = [f"{'CASE':<{width}}  RESULT  {'LATENCY':>10}  {'COST':>11}  SERVED BY"]
-    for r in results:
-        cost = "-" if r.answer.cost_usd is None else f"${r.answer.cost_usd:.6f}"
+    for c in cases:
+        cost = "-" if c.get("cost_usd") is None else f"${c['cost_usd']:.6f}"
+        served = f"{c['provider']}/{c['model']}" if c.get("model") else "-"
         lines.append(
-            f"{r.case.name:<{width}}  {'pass' if r.passed else 'FAIL':<6}  "
-            f"{r.answer.latency_ms:>7.0f} ms  {cost:>11}  "
-            f"{r.answer.provider + '/' + r.answer.model if r.answer.model else '-'}"
+            f"{c['name']:<{width}}  {'pass' if c['passed'] else 'FAIL':<6}  "
+            f"{c['latency_ms']:>7.0f} ms  {cost:>11}  {served}"
         )
-        lines += [f"{'':<{width}}    - {failure}" for failure in r.failures]
-    passed = sum(r.passed for r in results)
-    lines.append(f"{passed}/{len(results)} passed")
+        lines += [f"{'':<{width}}    - {failure}" for failure in c["failures"]]
+    lines.append(
+        f"{run['passed']}/{run['total']} passed (pass rate {run['pass_rate']:.2f}, "
+        f"needs {run['min_pass_rate']:.2f}): {run['verdict']}"
+    )
     return "\n".join(lines)
 
 

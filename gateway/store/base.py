@@ -20,6 +20,8 @@ from gateway.prompts.versions import (
     Routing,
 )
 from gateway.store.captures import CaptureLog, Settings
+from gateway.store.dataset_runs import DatasetRuns
+from gateway.store.datasets import Datasets
 from gateway.store.records import Records
 from gateway.store.replays import ReplayStore
 from gateway.store.responses import ResponseStore
@@ -120,7 +122,7 @@ class Store(Protocol):
         ...
 
     def records(self) -> Records:
-        """The request index, feedback and suite results."""
+        """The request index and feedback."""
         ...
 
     def rollouts(self) -> RolloutStore: ...
@@ -134,6 +136,14 @@ class Store(Protocol):
 
     def version_stats(self) -> StatsSink:
         """Per prompt-version request counts, for the rollout guards."""
+        ...
+
+    def datasets(self) -> Datasets:
+        """Named, revisioned lists of test cases."""
+        ...
+
+    def dataset_runs(self) -> DatasetRuns:
+        """The runs the gateway made of datasets on prompt versions."""
         ...
 
 

@@ -29,6 +29,8 @@ from gateway.store.base import (
     version_not_found,
 )
 from gateway.store.captures import CaptureLog, FileCaptureLog, MemoryCaptureLog, Settings
+from gateway.store.dataset_runs import DatasetRuns, MemoryDatasetRuns
+from gateway.store.datasets import Datasets, MemoryDatasets
 from gateway.store.records import MemoryRecords, Records
 from gateway.store.replays import MemoryReplays, ReplayStore
 from gateway.store.responses import MemoryResponses, ResponseStore
@@ -51,6 +53,8 @@ class MemoryStore:
         self._rollouts = MemoryRolloutStore()
         self._replays = MemoryReplays()
         self._stats = MemoryStats()
+        self._datasets = MemoryDatasets()
+        self._dataset_runs = MemoryDatasetRuns()
 
     async def load_all(self) -> dict[str, PromptState]:
         return {name: self._state(name) for name in self._versions}
@@ -204,3 +208,9 @@ class MemoryStore:
 
     def version_stats(self) -> StatsSink:
         return self._stats
+
+    def datasets(self) -> Datasets:
+        return self._datasets
+
+    def dataset_runs(self) -> DatasetRuns:
+        return self._dataset_runs

@@ -1,5 +1,5 @@
-"""What feedback, rollouts and suites keep: which prompt version and target served a
-request, feedback counts in time buckets, and regression-suite results per version.
+"""What feedback and rollouts keep: which prompt version and target served a request,
+and feedback counts in time buckets.
 In memory for the embedded store; in Redis, under the configured prefix:
 
 - `{prefix}request:{request_id}`: STRING with a TTL of `REQUEST_INDEX_TTL_S`; which
@@ -9,8 +9,6 @@ In memory for the embedded store; in Redis, under the configured prefix:
   seconds), expiring after `FEEDBACK_RETENTION_S`.
 - `{prefix}feedback:events`: STREAM (`MAXLEN ~ FEEDBACK_EVENTS`) of each feedback:
   request id, prompt, version, target, score, value and comment (redacted).
-- `{prefix}prompt:{{name}}:suite-results:{version}`: LIST of regression-suite runs of
-  that version, newest first, the last `SUITE_RUNS_KEPT`.
 
 The `{prompt}` hash tags keep a prompt's keys in one Cluster slot, next to its versions."""
 
@@ -33,7 +31,6 @@ REQUEST_INDEX_MAX = 20_000
 FEEDBACK_BUCKET_S = 60
 FEEDBACK_RETENTION_S = 2 * 24 * 3600
 FEEDBACK_EVENTS = 10_000
-SUITE_RUNS_KEPT = 20
 
 
 class ServedBy(NamedTuple):
@@ -131,7 +128,7 @@ def buckets_since(since_s: float, now: float) -> list[int]:
 
 
 class Records(Protocol):
-    """The request index (shared part), feedback and suite results, in one store."""
+    """The request index (shared part) and feedback, in one store."""
 
     shared: bool  # seen by every replica (Redis), or this process only
 
@@ -147,12 +144,6 @@ class Records(Protocol):
         self, prompt: str, version: str, since_s: float
     ) -> FeedbackCounts: ...
 
-    async def add_suite_run(self, name: str, version: str, run: Mapping[str, Any]) -> None: ...
-
-    async def suite_runs(self, name: str, versions: list[str]) -> dict[str, list[dict[str, Any]]]:
-        """Newest first, per version (versions with no run are left out)."""
-        ...
-
 
 class MemoryRecords:
     """The embedded store's: the in-memory request index is the only one."""
@@ -162,7 +153,6 @@ class MemoryRecords:
     def __init__(self) -> None:
         self._buckets: dict[tuple[str, str], dict[int, FeedbackCounts]] = {}
         self.events: deque[dict[str, Any]] = deque(maxlen=FEEDBACK_EVENTS)
-        self._suites: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     async def index_requests(self, entries: list[ServedBy], ttl_s: float) -> None:
         return None
@@ -187,14 +177,6 @@ class MemoryRecords:
             total += buckets.get(bucket, FeedbackCounts())
         return total
 
-    async def add_suite_run(self, name: str, version: str, run: Mapping[str, Any]) -> None:
-        runs = self._suites.setdefault((name, version), [])
-        runs.insert(0, orjson.loads(orjson.dumps(run)))
-        del runs[SUITE_RUNS_KEPT:]
-
-    async def suite_runs(self, name: str, versions: list[str]) -> dict[str, list[dict[str, Any]]]:
-        return {v: list(self._suites[(name, v)]) for v in versions if (name, v) in self._suites}
-
 
 class RedisRecords:
     shared = True
@@ -212,9 +194,6 @@ class RedisRecords:
     @property
     def events_key(self) -> str:
         return f"{self.prefix}feedback:events"
-
-    def suite_key(self, name: str, version: str) -> str:
-        return f"{self.prefix}prompt:{{{name}}}:suite-results:{version}"
 
     async def index_requests(self, entries: list[ServedBy], ttl_s: float) -> None:
         pipe = self._client.pipeline(transaction=False)
@@ -260,28 +239,6 @@ class RedisRecords:
                 float(fields.get("score_sum", 0.0)),
             )
         return total
-
-    async def add_suite_run(self, name: str, version: str, run: Mapping[str, Any]) -> None:
-        key = self.suite_key(name, version)
-        pipe = self._client.pipeline(transaction=True)
-        pipe.lpush(key, orjson.dumps(run))
-        pipe.ltrim(key, 0, SUITE_RUNS_KEPT - 1)
-        with unavailable_on_error():
-            await pipe.execute()
-
-    async def suite_runs(self, name: str, versions: list[str]) -> dict[str, list[dict[str, Any]]]:
-        if not versions:
-            return {}
-        pipe = self._client.pipeline(transaction=False)
-        for version in versions:
-            pipe.lrange(self.suite_key(name, version), 0, -1)
-        with unavailable_on_error():
-            replies = await pipe.execute()
-        return {
-            version: [orjson.loads(item) for item in raw]
-            for version, raw in zip(versions, replies, strict=True)
-            if raw
-        }
 
 
 def _event(served: ServedBy, score: float, value: str, comment: str, at: float) -> dict[str, Any]:

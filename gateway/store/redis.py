@@ -43,6 +43,9 @@ from gateway.store.base import (
     version_not_found,
 )
 from gateway.store.captures import CaptureLog, RedisCaptureLog, Settings
+from gateway.store.dataset_runs import DatasetRuns
+from gateway.store.datasets import Datasets
+from gateway.store.datasets_redis import RedisDatasetRuns, RedisDatasets
 from gateway.store.errors import StoreUnavailable
 from gateway.store.prompt_records import decode_entry, decode_routing, decode_version, entry_json
 from gateway.store.records import Records, RedisRecords
@@ -100,6 +103,12 @@ class RedisStore:
 
     def version_stats(self) -> StatsSink:
         return RedisVersionStats(self._client, self.keys.prefix)
+
+    def datasets(self) -> Datasets:
+        return RedisDatasets(self._client, self.keys.prefix)
+
+    def dataset_runs(self) -> DatasetRuns:
+        return RedisDatasetRuns(self._client, self.keys.prefix)
 
     # -- reads ---------------------------------------------------------------------
 
