@@ -20,6 +20,7 @@ from gateway.app import create_app
 from gateway.cli.admin import add_prompts_parser, add_shadow_parser, run_prompts, run_shadow
 from gateway.cli.evaluation import add_eval_parsers, run_eval
 from gateway.cli.options import environment_help
+from gateway.cli.prompt_changes import add_change_parsers, run_change
 from gateway.cli.rollout import add_rollout_parser, run_rollout
 from gateway.cli.serving import serve_app
 from gateway.cli.supervisor import WORKER_ENV, Supervisor, exit_with_parent
@@ -71,13 +72,17 @@ def _main(argv: Sequence[str] | None) -> int:
     mock.add_argument("--chunk-delay-ms", type=int, default=0)
     mock.add_argument("--seed", type=int)
 
-    add_eval_parsers(commands, add_prompts_parser(commands))  # prompts test, suite, replay
+    prompt_commands = add_prompts_parser(commands)
+    add_eval_parsers(commands, prompt_commands)  # prompts test, suite, replay
+    add_change_parsers(prompt_commands)  # prompts diff, runbook, label, history, rollback
     add_shadow_parser(commands)
     add_rollout_parser(commands)
 
     args = parser.parse_args(argv)
     if getattr(args, "eval_command", None):
         return run_eval(args)
+    if getattr(args, "change_command", None):
+        return run_change(args)
     if args.command == "serve":
         return _serve(args.config, args.host, args.port)
     if args.command == "check-config":
