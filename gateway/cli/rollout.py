@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -68,7 +67,6 @@ def add_rollout_parser(commands: Any) -> None:
         parsers.append(parser)
     for parser in parsers:
         add_connection_args(parser)
-        parser.add_argument("--by", default=os.environ.get("USER", "cli"))
         parser.add_argument("--watch", action="store_true", help="follow it until it ends")
 
 
@@ -85,15 +83,14 @@ def run_rollout(args: argparse.Namespace) -> int:
                 "interval_s": args.interval,
                 "on_breach": args.on_breach,
                 "guards": guards,
-                "by": args.by,
-            }
+            }  # who starts it is the token's identity
             answer = client.call("POST", path, body)
         elif command == "status":
             answer = client.call("GET", path)
         elif command == "abort":
-            answer = client.call("DELETE", path, {"by": args.by})
+            answer = client.call("DELETE", path)
         else:
-            answer = client.call("POST", f"{path}/{command}", {"by": args.by})
+            answer = client.call("POST", f"{path}/{command}", {})
         if args.json:
             print(json.dumps(answer, indent=2))
         else:

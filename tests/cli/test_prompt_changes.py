@@ -202,3 +202,35 @@ async def test_push_sends_every_field_of_the_file(team: Team, tmp_path: Path) ->
     file.write_text('[prompts.support]\nmodel = "chat"\nmessages = []\ncolour = "red"\n')
     code, _, err = await prompts(team, "alice", "push", str(file))
     assert code == 1 and "400" in err  # an unknown field reaches the gateway, which names it
+
+
+async def test_the_abort_command_a_runbook_gives_for_a_running_rollout_works(team: Team) -> None:
+    await team.alice.call("POST", "/prompts/support/versions", V2)
+    await team.bob.call("POST", "/prompts/support/versions/v2/approve", {})
+    plan = {"version": "v2", "steps": [10, 100], "interval_s": 3600}
+    status, _ = await team.bob.call("POST", "/prompts/support/rollout", plan)
+    assert status in (200, 201)
+    _, _, text = await team.carol.text("/prompts/support/runbook")
+    assert "# the rollout of v2 is running: abort it, which restores its baseline v1=100" in text
+    assert "\ngateway rollout abort support\n" in text
+    assert "--to before_rollout" not in text  # refused while it runs
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "rollout",
+        "abort",
+        "support",
+        "--url",
+        team.gw.url(""),
+        "--token",
+        TOKENS["bob"],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), timeout=50)
+    assert process.returncode == 0, err.decode()
+    _, state = await team.carol.call("GET", "/prompts/support")
+    assert {v: w for v, w in state["routing"]["weights"].items() if w} == {"v1": 100}
+    _, history = await team.carol.call("GET", "/prompts/support/history")
+    assert history["history"][0]["by"] in ("bob", "rollout")
