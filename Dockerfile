@@ -12,6 +12,9 @@ RUN pip install . && useradd --system --uid 10001 --home /app gateway
 
 # The shipped config, baked in; mount your own at /app/config to replace it.
 COPY config ./config
+# The dashboard and alert rules, which the prompt runbooks name (GET /admin/prompts/NAME/runbook).
+COPY deploy/grafana/dashboards ./deploy/grafana/dashboards
+COPY deploy/prometheus/alerts.yml ./deploy/prometheus/alerts.yml
 USER gateway
 EXPOSE 8080
 ENTRYPOINT ["gateway", "serve"]

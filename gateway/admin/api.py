@@ -7,6 +7,7 @@ from aiohttp import web
 
 from gateway.admin import config, labels, prompts
 from gateway.admin.identity import admin_auth
+from gateway.admin.prompt_docs import add_docs_routes
 from gateway.evaluation.api import add_evaluation_routes
 from gateway.evaluation.dataset_api import add_dataset_routes
 from gateway.evaluation.replays_api import add_replay_routes
@@ -27,6 +28,7 @@ def create_admin_app() -> web.Application:
     admin.router.add_put("/prompts/{name}/routing", prompts.set_routing)
     admin.router.add_post("/prompts/{name}/rollback", prompts.rollback)
     admin.router.add_get("/prompts/{name}/history", prompts.history)
+    add_docs_routes(admin)  # /prompts/{name}/diff, /prompts/{name}/runbook
     add_report_routes(admin)  # /prompts/{name}/shadow, /models/{alias}/shadow
     admin.router.add_get("/config", config.show_config)
     admin.router.add_post("/reload", config.reload_config)

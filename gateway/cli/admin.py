@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tomllib
 import urllib.error
@@ -28,6 +27,13 @@ class AdminClient:
         self.timeout_s = timeout_s
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
+        return json.loads(self._send(method, path, body) or b"null")
+
+    def text(self, method: str, path: str) -> str:
+        """An answer that is not JSON (a runbook's Markdown)."""
+        return self._send(method, path, None).decode()
+
+    def _send(self, method: str, path: str, body: Any) -> bytes:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
             f"{self.url}/admin{path}",
@@ -37,7 +43,8 @@ class AdminClient:
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                return json.loads(response.read() or b"null")
+                answer: bytes = response.read()
+                return answer
         except urllib.error.HTTPError as exc:
             try:
                 message = json.loads(exc.read())["error"]["message"]
@@ -72,14 +79,9 @@ def add_prompts_parser(commands: Any) -> Any:
     weights.add_argument("--shadow", nargs="*", default=[], metavar="vN")
     weights.add_argument("--sample-rate", type=float)
     weights.add_argument("--reason", default="")
-    rollback = sub.add_parser("rollback", help="restore the routing before the last change")
-    rollback.add_argument("name")
-    history = sub.add_parser("history", help="routing changes, newest first")
-    history.add_argument("name")
-    for parser in (show, push, approve, weights, rollback, history):
+    for parser in (show, push, approve, weights):
         add_connection_args(parser)
-        parser.add_argument("--by", default=os.environ.get("USER", "cli"))
-    return sub
+    return sub  # diff, runbook, label, history, rollback: gateway.cli.prompt_changes
 
 
 def run_prompts(args: argparse.Namespace) -> int:
@@ -110,33 +112,22 @@ def _prompts_call(client: AdminClient, args: argparse.Namespace) -> Any:
         return client.call("GET", f"/prompts/{args.name}")
     if command == "push":
         return [
-            {
-                "name": name,
-                **client.call("POST", f"/prompts/{name}/versions", {**body, "by": args.by}),
-            }
+            {"name": name, **client.call("POST", f"/prompts/{name}/versions", body)}
             for name, body in read_prompt_file(Path(args.file)).items()
         ]
     if command == "approve":
         return client.call(
-            "POST",
-            f"/prompts/{args.name}/versions/{args.version}/approve",
-            {"by": args.by, "note": args.note},
+            "POST", f"/prompts/{args.name}/versions/{args.version}/approve", {"note": args.note}
         )
     if command == "weights":
-        body: dict[str, Any] = {
-            "weights": parse_weights(args.weights),
-            "reason": args.reason,
-            "by": args.by,
-        }
+        body: dict[str, Any] = {"weights": parse_weights(args.weights), "reason": args.reason}
         if args.shadow or args.sample_rate is not None:
             body["shadow"] = {
                 "versions": args.shadow,
                 "sample_rate": 1.0 if args.sample_rate is None else args.sample_rate,
             }
         return client.call("PUT", f"/prompts/{args.name}/routing", body)
-    if command == "rollback":
-        return client.call("POST", f"/prompts/{args.name}/rollback", {"by": args.by})
-    return client.call("GET", f"/prompts/{args.name}/history")
+    raise AdminError(f"unknown command {command!r}")
 
 
 def parse_weights(items: list[str]) -> dict[str, int]:
@@ -147,6 +138,9 @@ def parse_weights(items: list[str]) -> dict[str, int]:
             raise AdminError(f"weights look like v1=90, not {item!r}")
         weights[version] = int(pct)
     return weights
+
+
+CONFIG_ONLY = ("require_suite", "min_pass_rate")
 
 
 def read_prompt_file(path: Path) -> dict[str, dict[str, Any]]:
@@ -160,10 +154,21 @@ def read_prompt_file(path: Path) -> dict[str, dict[str, Any]]:
     prompts = data.get("prompts", data) if isinstance(data, dict) else None
     if not isinstance(prompts, dict) or not prompts:
         raise AdminError(f"{path} has no prompts")
-    return {
-        name: {k: v for k, v in body.items() if k in ("model", "messages", "params")}
-        for name, body in prompts.items()
-    }
+    bodies = {}
+    for name, body in prompts.items():
+        if not isinstance(body, dict):
+            raise AdminError(f"{path}: prompt {name!r} is not a table")
+        gates = [k for k in CONFIG_ONLY if k in body]
+        if gates:
+            print(
+                f"warning: {name}: {', '.join(gates)} not sent: approval gates are set in "
+                f"[prompts.{name}] of the gateway's config file",
+                file=sys.stderr,
+            )
+        # Everything else goes as it is (content, targets, note, documentation): a field
+        # the gateway does not know is its 400, never dropped here.
+        bodies[name] = {k: v for k, v in body.items() if k not in CONFIG_ONLY}
+    return bodies
 
 
 def _print(command: str, answer: Any) -> None:
@@ -183,14 +188,7 @@ def _print(command: str, answer: Any) -> None:
     elif command == "push":
         for item in answer:
             print(f"{item['name']}: {item['version']} ({item['status']}, {item['hash'][:12]})")
-    elif command == "history":
-        for change in answer["changes"]:
-            before = _weights(change["before"]) if change["before"] else "-"
-            print(
-                f"{change['at']:.0f}  {change['by']:<12} {before} -> "
-                f"{_weights(change['after'])}  {change['reason']}"
-            )
-    elif command in ("weights", "rollback"):
+    elif command == "weights":
         print(f"routing now {_weights(answer['after'])}")
     else:
         print(f"{answer['version']}: {answer['status']} (by {answer['approved_by']})")

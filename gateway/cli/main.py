@@ -21,6 +21,7 @@ from gateway.cli.admin import add_prompts_parser, add_shadow_parser, run_prompts
 from gateway.cli.datasets import add_dataset_parsers, run_datasets
 from gateway.cli.evaluation import add_eval_parsers, run_eval
 from gateway.cli.options import environment_help
+from gateway.cli.prompt_changes import add_change_parsers, run_change
 from gateway.cli.replay import add_replay_parser, run_replay
 from gateway.cli.rollout import add_rollout_parser, run_rollout
 from gateway.cli.serving import serve_app
@@ -83,6 +84,7 @@ def _main(argv: Sequence[str] | None) -> int:
     prompt_commands = add_prompts_parser(commands)
     add_dataset_parsers(commands, prompt_commands)  # datasets, prompts test
     add_eval_parsers(commands)  # suite add
+    add_change_parsers(prompt_commands)  # prompts diff, runbook, label, history, rollback
     add_shadow_parser(commands)
     add_rollout_parser(commands)
     add_replay_parser(commands)
@@ -94,6 +96,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return run_replay(args)
     if getattr(args, "dataset_command", None):
         return run_datasets(args)
+    if getattr(args, "change_command", None):
+        return run_change(args)
     if args.command == "serve":
         return _serve(args.config, args.host, args.port)
     if args.command == "check-config":

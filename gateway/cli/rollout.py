@@ -83,12 +83,12 @@ def run_rollout(args: argparse.Namespace) -> int:
                 "interval_s": args.interval,
                 "on_breach": args.on_breach,
                 "guards": guards,
-            }
+            }  # who starts it is the token's identity
             answer = client.call("POST", path, body)
         elif command == "status":
             answer = client.call("GET", path)
         elif command == "abort":
-            answer = client.call("DELETE", path, {})
+            answer = client.call("DELETE", path)
         else:
             answer = client.call("POST", f"{path}/{command}", {})
         if args.json:

@@ -250,3 +250,14 @@ def render_messages(content: PromptContent, variables: Mapping[str, Any]) -> lis
             out["content"] = _VARIABLE.sub(value_of, text)
         rendered.append(out)
     return rendered
+
+
+def template_variables(content: PromptContent) -> list[str]:
+    """The `{{name}}`s its messages use, in the order they first appear."""
+    found: list[str] = []
+    for message in content.messages:
+        text = message.get("content")
+        for match in _VARIABLE.finditer(text if isinstance(text, str) else ""):
+            if match.group(1) not in found:
+                found.append(match.group(1))
+    return found
