@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gateway.config.routes import Target
 from gateway.errors import UpstreamError, scrub_secret
-from gateway.providers.base import StreamTranslator, Usage
+from gateway.providers.base import StreamTranslator, UpstreamRequest, Usage
 from gateway.providers.sse import SSE_DONE, sse_error
 from gateway.proxy.answer_text import StreamAnswer
 from gateway.proxy.call import Call
@@ -46,15 +46,27 @@ class StreamStart:
     until: float  # event-loop time: the end of this attempt's total time
 
 
-async def open_stream(
+def open_stream(
     call: Call, provider: ProviderRuntime, target: Target, timeout_s: float
-) -> StreamStart:
-    """An engine attempt: the stream up to its first token, within `timeout_s` (the
-    attempt's per-try limit). Once it has begun, the stream may run for the target's
-    `total_timeout_s`, within the request's deadline."""
+) -> Awaitable[StreamStart]:
+    """An engine attempt: a chat completion stream up to its first token."""
     adapter = provider.adapter
     request = adapter.chat_request(provider.config, target.model, call.body, True)
-    request = call.stamp(request)
+    translator = adapter.chat_stream(target.model, call.include_usage, call.body)
+    return open_upstream(call, provider, call.stamp(request), translator, timeout_s)
+
+
+async def open_upstream(
+    call: Call,
+    provider: ProviderRuntime,
+    request: UpstreamRequest,
+    translator: StreamTranslator,
+    timeout_s: float,
+) -> StreamStart:
+    """A provider stream up to its first token, within `timeout_s` (the attempt's
+    per-try limit). Once it has begun, the stream may run for the target's
+    `total_timeout_s`, within the request's deadline."""
+    adapter = provider.adapter
     wait_s = min(provider.config.first_token_timeout_s, timeout_s)
     now = asyncio.get_running_loop().time()
     until = min(now + provider.config.total_timeout_s, call.deadline)
@@ -65,7 +77,6 @@ async def open_stream(
             if response.status >= 300:
                 raw = await response.read()
                 raise adapter.error(response.status, response.headers, raw)
-            translator = adapter.chat_stream(target.model, call.include_usage)
             pending = b""
             while not (translator.content_started or translator.finished):
                 chunk = await response.next_chunk()
