@@ -35,7 +35,12 @@ from gateway.providers.mock import (
     reply_text,
     split_words,
 )
-from gateway.providers.mock_anthropic import anthropic_events, anthropic_message, system_text
+from gateway.providers.mock_anthropic import (
+    answer_content,
+    anthropic_events,
+    anthropic_message,
+    system_text,
+)
 
 Wire = Literal["openai", "anthropic"]
 
@@ -279,9 +284,10 @@ class _MockServer:
         text = reply_text(messages, plan.words)
         system = system_text(body.get("system"))
         tokens = prompt_tokens(messages) + (count_tokens(system) if system else 0)
+        blocks, stop_reason = answer_content(body, text, id_)
         if not stream:
-            return _json(anthropic_message(model, text, tokens, id_))
-        events, half = anthropic_events(model, text, tokens, id_)
+            return _json(anthropic_message(model, blocks, stop_reason, tokens, id_))
+        events, half = anthropic_events(model, blocks, stop_reason, tokens, id_)
         return await self._stream(request, events, half, plan)
 
     async def models(self, request: web.Request) -> web.StreamResponse:
