@@ -24,9 +24,12 @@ Reason = Literal[
     "circuit_open",
     "client_error",
     "auth_error",
+    "unsupported",
 ]
 
 # Which reasons make the router try again (same target later, or the next one).
+# `unsupported` is not one: a target that cannot honour the request is skipped before
+# any call (see the engine), and the next target is tried without a retry or a verdict.
 RETRYABLE: frozenset[str] = frozenset(
     {
         "timeout",
@@ -136,6 +139,8 @@ class UpstreamError(Exception):
     # For client_error: the OpenAI-shaped body to hand back as it came.
     client_body: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # For unsupported: the request field the target cannot honour (None: the endpoint).
+    param: str | None = None
 
     def __post_init__(self) -> None:
         super().__init__(self.message)

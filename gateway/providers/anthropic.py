@@ -1,15 +1,15 @@
 """Anthropic Messages API: OpenAI chat completions translated both ways.
 
 Requests: system and developer messages become the top-level `system`, tool calls and
-tool results become `tool_use` / `tool_result` blocks, consecutive messages of one role
-are merged (Anthropic requires alternation). Responses, streams (`anthropic_stream`) and
-errors come back in OpenAI's shapes. OpenAI-only options Anthropic has no use for
-(logprobs, response_format, seed, ...) are dropped; `n > 1` is refused.
+tool results (legacy function calls and results too) become `tool_use` / `tool_result`
+blocks, consecutive messages of one role are merged (Anthropic requires alternation).
+Parameters without an Anthropic field are adapted, dropped or make the target
+ineligible as `anthropic_params` decides. Responses, streams (`anthropic_stream`) and
+errors come back in OpenAI's shapes.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,13 +23,18 @@ from gateway.errors import (
     error_body,
     parse_retry_after,
 )
-from gateway.providers.anthropic_stream import (
-    AnthropicStream,
-    finish_reason,
-    loads,
-    openai_usage,
-    usage_from_anthropic,
+from gateway.providers.anthropic_answer import translate_response
+from gateway.providers.anthropic_params import (
+    PLAIN,
+    AnswerShape,
+    answer_shape,
+    check_eligible,
+    json_tool,
+    legacy_tools,
+    thinking_config,
+    with_json_tool,
 )
+from gateway.providers.anthropic_stream import AnthropicStream, loads
 from gateway.providers.base import UpstreamRequest, Usage
 
 API_VERSION = "2023-06-01"
@@ -137,7 +142,8 @@ def _messages(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
         raise _bad("messages must be a list")
     system: list[dict[str, Any]] = []
     out: list[dict[str, Any]] = []
-    for message in messages:
+    function_call_id = ""  # the last legacy function call: its result answers it
+    for position, message in enumerate(messages):
         if not isinstance(message, dict):
             raise _bad("each message must be an object")
         role = message.get("role")
@@ -151,9 +157,16 @@ def _messages(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
             calls = message.get("tool_calls") or []
             if not isinstance(calls, list):
                 raise _bad("tool_calls must be a list")
+            if isinstance(message.get("function_call"), dict):  # legacy: no id of its own
+                function_call_id = f"call_function_{position}"
+                function = message["function_call"]
+                calls = [*calls, {"id": function_call_id, "function": function}]
             blocks = _blocks(content, "assistant") + [_tool_use(call) for call in calls]
         elif role == "tool":
             role, blocks = "user", [_tool_result(message)]
+        elif role == "function" and function_call_id:
+            answer = {"tool_call_id": function_call_id, "content": content}
+            role, blocks, function_call_id = "user", [_tool_result(answer)], ""
         else:
             raise _bad(f"message role {role!r} is not supported by anthropic")
         if not blocks:
@@ -213,81 +226,46 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
 
 
 def translate_request(body: Mapping[str, Any], model: str, stream: bool) -> dict[str, Any]:
-    """An OpenAI chat body as an Anthropic Messages body; raises `ApiError` 400."""
-    n = body.get("n")
-    if isinstance(n, int) and n > 1:
-        raise _bad("anthropic returns one choice per request: n must be 1", "n")
+    """An OpenAI chat body as an Anthropic Messages body; raises `ApiError` 400 for a
+    malformed body, `UpstreamError("unsupported")` for one Anthropic cannot honour."""
+    check_eligible(body)
     system, messages = _messages(body.get("messages"))
     max_tokens = body.get("max_completion_tokens")
     if max_tokens is None:
         max_tokens = body.get("max_tokens")
-    out: dict[str, Any] = {
-        "model": model,
-        "messages": messages,
-        "max_tokens": DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
-    }
+    out: dict[str, Any] = {"model": model, "messages": messages}
     if (system_value := _system(system)) is not None:
         out["system"] = system_value
     stop = body.get("stop")
     if stop is not None:
         out["stop_sequences"] = [stop] if isinstance(stop, str) else stop
-    for key in ("temperature", "top_p"):
+    for key in ("temperature", "top_p", "top_k"):
         if body.get(key) is not None:
             out[key] = body[key]
     if body.get("user"):
         out["metadata"] = {"user_id": body["user"]}
-    if body.get("tools"):
-        out["tools"] = _tools(body["tools"])
-        choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
-        if choice is not None:
-            out["tool_choice"] = choice
+    shape = answer_shape(body)
+    tools, choice = body.get("tools"), body.get("tool_choice")
+    parallel = body.get("parallel_tool_calls")
+    if shape.functions:
+        (tools, choice), parallel = legacy_tools(body), False  # one function call a turn
+    anthropic_tools = _tools(tools) if tools else []
+    anthropic_choice = _tool_choice(choice, parallel) if tools else None
+    if shape.json_tool is not None:
+        tool = json_tool(body["response_format"], shape.json_tool)
+        anthropic_tools, anthropic_choice = with_json_tool(anthropic_tools, anthropic_choice, tool)
+    if anthropic_tools:
+        out["tools"] = anthropic_tools
+    if anthropic_choice is not None:
+        out["tool_choice"] = anthropic_choice
+    thinking, out["max_tokens"] = thinking_config(
+        body, anthropic_choice, DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+    )
+    if thinking is not None:
+        out["thinking"] = thinking
     if stream:
         out["stream"] = True
     return out
-
-
-# --- response ---------------------------------------------------------------------
-
-
-def translate_response(data: Any, model: str) -> tuple[dict[str, Any], Usage | None]:
-    if not isinstance(data, dict) or not isinstance(data.get("content"), list):
-        raise UpstreamError("bad_response", "provider response has no content")
-    texts: list[str] = []
-    calls: list[dict[str, Any]] = []
-    for block in data["content"]:
-        if not isinstance(block, dict):
-            continue
-        if block.get("type") == "text" and isinstance(block.get("text"), str):
-            texts.append(block["text"])
-        elif block.get("type") == "tool_use":
-            arguments = orjson.dumps(block.get("input") or {}).decode()
-            function = {"name": block.get("name"), "arguments": arguments}
-            calls.append({"id": block.get("id"), "type": "function", "function": function})
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": "".join(texts) if texts or not calls else None,
-        "refusal": None,
-    }
-    if calls:
-        message["tool_calls"] = calls
-    usage = usage_from_anthropic(data.get("usage"))
-    out: dict[str, Any] = {
-        "id": f"chatcmpl-{data.get('id') or 'anthropic'}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": data.get("model") or model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": finish_reason(data.get("stop_reason")) or "stop",
-            }
-        ],
-    }
-    if usage is not None:
-        out["usage"] = openai_usage(usage)
-    return out, usage
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -314,12 +292,17 @@ class AnthropicAdapter:
         payload = orjson.dumps(translate_request(body, model, stream))
         return UpstreamRequest(f"{provider.base_url}/v1/messages", headers, payload)
 
-    def chat_response(self, body: bytes, model: str) -> tuple[bytes, Usage | None]:
-        out, usage = translate_response(loads(body, "a response"), model)
+    def chat_response(
+        self, body: bytes, model: str, asked: Mapping[str, Any] | None = None
+    ) -> tuple[bytes, Usage | None]:
+        out, usage = translate_response(loads(body, "a response"), model, asked)
         return orjson.dumps(out), usage
 
-    def chat_stream(self, model: str, include_usage: bool) -> AnthropicStream:
-        return AnthropicStream(model, include_usage)
+    def chat_stream(
+        self, model: str, include_usage: bool, asked: Mapping[str, Any] | None = None
+    ) -> AnthropicStream:
+        shape: AnswerShape = answer_shape(asked) if asked else PLAIN
+        return AnthropicStream(model, include_usage, shape)
 
     def embeddings_request(
         self, provider: ProviderConfig, model: str, body: Mapping[str, Any]

@@ -4,6 +4,9 @@ the non-streaming translation shares with them (usage, finish reasons, JSON read
 A stream is `message_start`, then per content block `content_block_start`,
 `content_block_delta`s and `content_block_stop`, then `message_delta` (stop reason and
 final usage) and `message_stop`; `ping` may come anywhere, `error` ends the stream.
+The request's `AnswerShape` says how tool use goes back: the forced answer tool's
+`input_json_delta`s as content deltas, a legacy client's call as `function_call`
+deltas; `thinking_delta`s go out as `reasoning_content` deltas.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import Reason, UpstreamError
+from gateway.providers.anthropic_params import PLAIN, AnswerShape
 from gateway.providers.base import SSEEvent, Usage
 from gateway.providers.sse import SSEReader, sse_frame
 
@@ -78,7 +82,10 @@ def openai_usage(usage: Usage) -> dict[str, Any]:
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.input_tokens + usage.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "prompt_tokens_details": {
+            "cached_tokens": usage.cached_input_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+        },
     }
 
 
@@ -93,8 +100,11 @@ class AnthropicStream:
     """One Anthropic stream; every chunk it makes shares one id and `created`."""
 
     __slots__ = (
+        "_answer_block",
+        "_called",
         "_raw_usage",
         "_reader",
+        "_shape",
         "_tools",
         "content_started",
         "created",
@@ -105,8 +115,11 @@ class AnthropicStream:
         "usage",
     )
 
-    def __init__(self, model: str, include_usage: bool) -> None:
+    def __init__(self, model: str, include_usage: bool, shape: AnswerShape = PLAIN) -> None:
         self.model = model
+        self._shape = shape
+        self._answer_block: int | None = None  # the forced answer tool's content block
+        self._called = False  # a tool call (not the answer tool) went to the client
         self.include_usage = include_usage
         self.id = "chatcmpl-anthropic"
         self.created = int(time.time())
@@ -167,7 +180,12 @@ class AnthropicStream:
             self._add_usage(data.get("usage"))
             delta = data.get("delta")
             stop = delta.get("stop_reason") if isinstance(delta, dict) else None
-            return [self._chunk({}, finish_reason(stop) or "stop")]
+            finish = finish_reason(stop) or "stop"
+            if finish == "tool_calls" and not self._called:
+                finish = "stop"  # only the answer tool was used: this is the answer
+            elif finish == "tool_calls" and self._shape.functions:
+                finish = "function_call"
+            return [self._chunk({}, finish)]
         if kind == "message_stop":
             self.finished = True
             if self.include_usage and self.usage is not None:
@@ -190,9 +208,20 @@ class AnthropicStream:
         if not isinstance(block, dict):
             return []
         if block.get("type") == "tool_use":
+            position = _count(data.get("index"))
+            name = block.get("name")
+            if self._answer_block is None and name is not None and name == self._shape.json_tool:
+                self._answer_block = position  # its input comes as content deltas
+                return []
+            if self._shape.functions:
+                if self._called:
+                    return []  # a legacy client takes one call a turn
+                self._called = self.content_started = True
+                self._tools[position] = 0
+                return [self._chunk({"function_call": {"name": name, "arguments": ""}})]
             index = len(self._tools)
-            self._tools[_count(data.get("index"))] = index
-            self.content_started = True
+            self._tools[position] = index
+            self._called = self.content_started = True
             call = {
                 "index": index,
                 "id": block.get("id"),
@@ -219,9 +248,23 @@ class AnthropicStream:
             return [self._chunk({"content": text})]
         if kind == "input_json_delta":
             piece = delta.get("partial_json")
-            index = self._tools.get(_count(data.get("index")))
-            if index is None or not isinstance(piece, str) or not piece:
+            position = _count(data.get("index"))
+            if not isinstance(piece, str) or not piece:
                 return []
+            if position == self._answer_block:
+                self.content_started = True
+                return [self._chunk({"content": piece})]
+            index = self._tools.get(position)
+            if index is None:
+                return []
+            if self._shape.functions:
+                return [self._chunk({"function_call": {"arguments": piece}})]
             call = {"index": index, "function": {"arguments": piece}}
             return [self._chunk({"tool_calls": [call]})]
-        return []  # thinking, signature and citation deltas have no OpenAI counterpart
+        if kind == "thinking_delta":
+            thought = delta.get("thinking")
+            if not isinstance(thought, str) or not thought:
+                return []
+            self.content_started = True  # the model is answering: no failover after this
+            return [self._chunk({"reasoning_content": thought})]
+        return []  # signature and citation deltas have no OpenAI counterpart

@@ -100,15 +100,22 @@ class Adapter(Protocol):
     def chat_request(
         self, provider: ProviderConfig, model: str, body: Mapping[str, Any], stream: bool
     ) -> UpstreamRequest:
-        """`body` is the client's OpenAI chat body (gateway-only fields removed)."""
+        """`body` is the client's OpenAI chat body (gateway-only fields removed). Raises
+        `ApiError` 400 for a malformed body, `UpstreamError("unsupported")` (naming the
+        `param`) for one this provider cannot honour: decided before any call."""
         ...
 
-    def chat_response(self, body: bytes, model: str) -> tuple[bytes, Usage | None]:
+    def chat_response(
+        self, body: bytes, model: str, asked: Mapping[str, Any] | None = None
+    ) -> tuple[bytes, Usage | None]:
         """An OpenAI `chat.completion` body and its usage; raises `UpstreamError`
-        (`bad_response`) when the body cannot be read."""
+        (`bad_response`) when the body cannot be read. `asked`: the chat body that was
+        sent to `chat_request`, for a translation whose answer depends on the request."""
         ...
 
-    def chat_stream(self, model: str, include_usage: bool) -> StreamTranslator:
+    def chat_stream(
+        self, model: str, include_usage: bool, asked: Mapping[str, Any] | None = None
+    ) -> StreamTranslator:
         """`include_usage`: the client asked for the usage chunk itself."""
         ...
 

@@ -36,11 +36,12 @@ from gateway.providers.mock import (
     split_words,
 )
 from gateway.providers.mock_anthropic import (
+    answer_content,
     anthropic_events,
     anthropic_message,
-    anthropic_tool_use,
     system_text,
 )
+from gateway.providers.mock_completions import prompts_of, text_completion, text_completion_events
 from gateway.providers.mock_responses import (
     mock_answer,
     mock_tool_call,
@@ -237,6 +238,28 @@ class _MockServer:
         events = [b"data: " + p + b"\n\n" for p in payloads] + [b"data: [DONE]\n\n"]
         return await self._stream(request, events, 1 + len(split_words(text)) // 2, plan)
 
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await self._read(request)
+            prompts = prompts_of(body)
+            if prompts is None:
+                raise _BadRequest("'prompt' must be a string or a non-empty list")
+        except _BadRequest as exc:
+            return _error("openai", 400, str(exc))
+        model = str(body.get("model", ""))
+        plan = MockBehaviour.from_model(model)
+        stream = bool(body.get("stream"))
+        fault = await self._fault(request, "openai", model, plan if not stream else _no_break(plan))
+        if fault is not None:
+            return fault
+        id_ = f"cmpl-mock{next(self.calls)}"
+        if not stream:
+            return _json(text_completion(model, prompts, id_, plan.words))
+        options = body.get("stream_options")
+        usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        events = text_completion_events(model, prompts, id_, plan.words, usage)
+        return await self._stream(request, events, len(events) // 2, plan)
+
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         return await self._embeddings(request, None)
 
@@ -291,14 +314,14 @@ class _MockServer:
         system = system_text(body.get("system"))
         tokens = prompt_tokens(messages) + (count_tokens(system) if system else 0)
         call = mock_tool_call(body.get("tools"), messages, id_) if plan.tools else None
-        if call is not None:
-            message, events, half = anthropic_tool_use(model, call, tokens, id_)
-            if not stream:
-                return _json(message)
-            return await self._stream(request, events, half, plan)
+        if call is not None:  # the `tools` behaviour: call the first tool until answered
+            block = {"type": "tool_use", "id": call.call_id, "name": call.name}
+            blocks, stop_reason = [{**block, "input": call.arguments}], "tool_use"
+        else:
+            blocks, stop_reason = answer_content(body, text, id_)
         if not stream:
-            return _json(anthropic_message(model, text, tokens, id_))
-        events, half = anthropic_events(model, text, tokens, id_)
+            return _json(anthropic_message(model, blocks, stop_reason, tokens, id_))
+        events, half = anthropic_events(model, blocks, stop_reason, tokens, id_)
         return await self._stream(request, events, half, plan)
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
@@ -356,6 +379,7 @@ def create_mock_app(options: MockServerOptions | None = None) -> web.Application
     azure = "/openai/deployments/{deployment}"
     app.router.add_post("/v1/chat/completions", server.chat)
     app.router.add_post(azure + "/chat/completions", server.azure_chat)
+    app.router.add_post("/v1/completions", server.completions)
     app.router.add_post("/v1/embeddings", server.embeddings)
     app.router.add_post(azure + "/embeddings", server.azure_embeddings)
     app.router.add_post("/v1/messages", server.messages)

@@ -48,13 +48,17 @@ class OpenAIAdapter:
             }
         return self._request(provider, model, "chat/completions", out)
 
-    def chat_response(self, body: bytes, model: str) -> tuple[bytes, Usage | None]:
+    def chat_response(
+        self, body: bytes, model: str, asked: Mapping[str, Any] | None = None
+    ) -> tuple[bytes, Usage | None]:
         data = loads(body, "a response")
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise UpstreamError("bad_response", "provider response has no choices")
         return body, usage_from_openai(data.get("usage"))
 
-    def chat_stream(self, model: str, include_usage: bool) -> OpenAIStream:
+    def chat_stream(
+        self, model: str, include_usage: bool, asked: Mapping[str, Any] | None = None
+    ) -> OpenAIStream:
         return OpenAIStream(include_usage)
 
     def embeddings_request(

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.appkeys import PROMPTS, RUNTIME
 from gateway.errors import ApiError
-from gateway.proxy import health
+from gateway.proxy import completions, health
 from gateway.proxy.ingress import authenticate, check_field, new_call, read_json
 from gateway.proxy.pipeline import complete_chat, embed, serve
 from gateway.proxy.responses_ingress import create_response
@@ -95,6 +95,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/v1/responses", create_response)
+    app.router.add_post("/v1/completions", completions.completions)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", show_model)
     app.router.add_route("*", "/v1/{tail:.*}", unknown_v1)

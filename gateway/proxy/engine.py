@@ -163,6 +163,9 @@ class EngineRun:
         spent: float,
     ) -> None:
         """Take note of a failed attempt; a client error goes on up as it came."""
+        if error.reason == "unsupported":  # found before any call: not retried either
+            self._ineligible(target, breaker, error)
+            return
         scrub_secret(error, provider.config.api_key.reveal())
         self.upstream_s += spent
         if self.call.policy.health:
@@ -181,6 +184,16 @@ class EngineRun:
                 metrics.provider_errors.labels(target.provider, target.model, error.reason).inc()
         if error.reason == "client_error":
             raise error
+        self.failures.append((target, error))
+
+    def _ineligible(self, target: Target, breaker: CircuitBreaker, error: UpstreamError) -> None:
+        """The target cannot honour the request (its adapter said so before sending):
+        no attempt was made, so no verdict on its health, no retry and no retry budget
+        spent; counted as a provider error, and the next target is tried."""
+        self.attempts -= 1
+        if self.call.policy.health:
+            breaker.release_probe()
+            self.metrics.provider_errors.labels(target.provider, target.model, error.reason).inc()
         self.failures.append((target, error))
 
     def _circuit_open(self, target: Target, breaker: CircuitBreaker) -> None:
@@ -212,6 +225,9 @@ class EngineRun:
                 details=details,
             )
         reasons = {e.reason for _, e in failures}
+        if reasons == {"unsupported"}:  # no target can honour it: the request must change
+            return _unsupported(failures, details)
+        reasons.discard("unsupported")  # the others decide: they might answer another time
         waits = [e.retry_after_s for _, e in failures if e.retry_after_s]
         retry_after = {"Retry-After": str(max(1, math.ceil(min(waits))))} if waits else {}
         if reasons <= {"rate_limited", "circuit_open"} and "rate_limited" in reasons:
@@ -240,6 +256,20 @@ class EngineRun:
             code="upstream_failed",
             details=details,
         )
+
+
+def _unsupported(
+    failures: list[tuple[Target, UpstreamError]], details: dict[str, object]
+) -> ApiError:
+    refused = failures[0][1]
+    why = "; ".join(f"{t.provider}/{t.model}: {e.message}" for t, e in failures)
+    return ApiError(
+        400,
+        f"No target of this route can honour the request ({why}).",
+        code="unsupported_parameter" if refused.param else "unsupported_endpoint",
+        param=refused.param,
+        details=details,
+    )
 
 
 def show_circuit(metrics: Metrics, target: Target, breaker: CircuitBreaker) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +26,8 @@ from gateway.telemetry.recorder import RequestRecord, price_of
 
 # An OpenAI-shaped body, its usage, and the provider's headers the client gets back.
 Completed = tuple[bytes, Usage | None, dict[str, str]]
+# A provider's answer body in our shape, with its usage.
+ReadAnswer = Callable[[bytes], tuple[bytes, Usage | None]]
 
 
 class Ending(Protocol):
@@ -133,7 +135,7 @@ def complete_chat(
     """An engine attempt: one non-streamed chat completion."""
     adapter = provider.adapter
     request = adapter.chat_request(provider.config, target.model, call.body, False)
-    return _exchange(provider, call.stamp(request), timeout_s, target.model)
+    return exchange(provider, call.stamp(request), timeout_s, None, target.model, call.body)
 
 
 def embed(
@@ -141,13 +143,19 @@ def embed(
 ) -> Awaitable[Completed]:
     """An engine attempt: one embeddings request."""
     request = provider.adapter.embeddings_request(provider.config, target.model, call.body)
-    return _exchange(provider, call.stamp(request), timeout_s, None)
+    return exchange(provider, call.stamp(request), timeout_s, provider.adapter.embeddings_response)
 
 
-async def _exchange(
-    provider: ProviderRuntime, request: Any, timeout_s: float, chat_model: str | None
+async def exchange(
+    provider: ProviderRuntime,
+    request: Any,
+    timeout_s: float,
+    read: ReadAnswer | None,
+    chat_model: str = "",
+    asked: Mapping[str, Any] | None = None,
 ) -> Completed:
-    """One attempt; `chat_model` is None for embeddings."""
+    """One attempt; `read` makes our answer of the provider's (None: the adapter's chat
+    completion of `chat_model`, asked with `asked`)."""
     try:
         async with asyncio.timeout(timeout_s):
             response = await provider.transport.send(request, provider.config.connect_timeout_s)
@@ -159,10 +167,10 @@ async def _exchange(
         raise UpstreamError("timeout", f"no answer within {timeout_s:.3g}s") from None
     if response.status >= 300:
         raise provider.adapter.error(response.status, response.headers, raw)
-    if chat_model is None:
-        body, usage = provider.adapter.embeddings_response(raw)
+    if read is None:
+        body, usage = provider.adapter.chat_response(raw, chat_model, asked)
     else:
-        body, usage = provider.adapter.chat_response(raw, chat_model)
+        body, usage = read(raw)
     back: dict[str, str] = {}
     passed_back(response.headers, back)
     return body, usage, back

@@ -60,28 +60,39 @@ class StreamStart:
     ending: StreamEnding | None = None
 
 
-async def open_stream(
+def open_stream(
     call: Call, provider: ProviderRuntime, target: Target, timeout_s: float
-) -> StreamStart:
-    """An engine attempt: the stream up to its first token, within `timeout_s` (the
-    attempt's per-try limit). Once it has begun, the stream may run for the target's
-    `total_timeout_s`, within the request's deadline."""
+) -> Awaitable[StreamStart]:
+    """An engine attempt: a chat completion stream up to its first token."""
     adapter = provider.adapter
     request = adapter.chat_request(provider.config, target.model, call.body, True)
-    translator = adapter.chat_stream(target.model, call.include_usage)
-    return await start_stream(call, provider, request, translator, timeout_s)
+    translator = adapter.chat_stream(target.model, call.include_usage, call.body)
+    return open_upstream(call, provider, call.stamp(request), translator, timeout_s)
 
 
-async def start_stream(
+def start_stream(
+    call: Call,
+    provider: ProviderRuntime,
+    request: UpstreamRequest,
+    translator: StreamTranslator,
+    timeout_s: float,
+) -> Awaitable[StreamStart]:
+    """`request` (not yet stamped) sent, its stream read by `translator` up to the first
+    token: for ingresses with a stream reader of their own."""
+    return open_upstream(call, provider, call.stamp(request), translator, timeout_s)
+
+
+async def open_upstream(
     call: Call,
     provider: ProviderRuntime,
     request: UpstreamRequest,
     translator: StreamTranslator,
     timeout_s: float,
 ) -> StreamStart:
-    """`request` sent, its stream read by `translator` up to the first token."""
+    """A provider stream (`request`, stamped) up to its first token, within `timeout_s`
+    (the attempt's per-try limit). Once it has begun, the stream may run for the
+    target's `total_timeout_s`, within the request's deadline."""
     adapter = provider.adapter
-    request = call.stamp(request)
     wait_s = min(provider.config.first_token_timeout_s, timeout_s)
     now = asyncio.get_running_loop().time()
     until = min(now + provider.config.total_timeout_s, call.deadline)

@@ -137,14 +137,14 @@ def test_sampling_user_and_dropped_fields() -> None:
             "top_p": 0.9,
             "user": "user-42",
             "n": 1,
-            "logprobs": True,
-            "top_logprobs": 3,
-            "response_format": {"type": "json_object"},
+            "logprobs": False,
+            "response_format": {"type": "text"},
             "seed": 7,
             "presence_penalty": 0.5,
             "frequency_penalty": 0.5,
-            "logit_bias": {"50256": -100},
+            "logit_bias": {},
             "stream_options": {"include_usage": True},
+            "reasoning_effort": "none",
         }
     )
     assert body["temperature"] == 0.2 and body["top_p"] == 0.9
@@ -153,12 +153,12 @@ def test_sampling_user_and_dropped_fields() -> None:
 
 
 @pytest.mark.parametrize("n", [2, 5])
-def test_n_above_one_is_refused(n: int) -> None:
-    with pytest.raises(ApiError) as caught:
+def test_n_above_one_makes_the_target_ineligible(n: int) -> None:
+    with pytest.raises(UpstreamError) as caught:
         translate({"messages": [user("hi")], "n": n})
-    assert caught.value.status == 400
-    assert caught.value.param == "n"
-    assert "n must be 1" in caught.value.message
+    assert (caught.value.reason, caught.value.param) == ("unsupported", "n")
+    assert not caught.value.retryable
+    assert "one choice per request" in caught.value.message
 
 
 def test_tools() -> None:
@@ -379,7 +379,7 @@ def test_text_response_shape() -> None:
         "prompt_tokens": 12,
         "completion_tokens": 10,
         "total_tokens": 22,
-        "prompt_tokens_details": {"cached_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
     }
     assert usage == Usage(input_tokens=12, output_tokens=10)
 
@@ -413,7 +413,7 @@ def test_cache_usage() -> None:
         "prompt_tokens": 21 + 1840 + 188,
         "completion_tokens": 23,
         "total_tokens": 21 + 1840 + 188 + 23,
-        "prompt_tokens_details": {"cached_tokens": 1840},
+        "prompt_tokens_details": {"cached_tokens": 1840, "cache_write_tokens": 188},
     }
     assert usage == Usage(
         input_tokens=2049, output_tokens=23, cached_input_tokens=1840, cache_write_tokens=188
@@ -474,7 +474,10 @@ def test_tool_use_stream() -> None:
     assert translator.usage == Usage(
         input_tokens=472 + 2048, output_tokens=89, cached_input_tokens=2048
     )
-    assert chunks[-1]["usage"]["prompt_tokens_details"] == {"cached_tokens": 2048}
+    assert chunks[-1]["usage"]["prompt_tokens_details"] == {
+        "cached_tokens": 2048,
+        "cache_write_tokens": 0,
+    }
 
 
 def test_stream_usage_known_early() -> None:
