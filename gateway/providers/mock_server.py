@@ -18,13 +18,12 @@ import random
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.errors import error_body
 from gateway.providers.mock import (
     MockBehaviour,
     count_tokens,
@@ -42,6 +41,15 @@ from gateway.providers.mock_anthropic import (
     system_text,
 )
 from gateway.providers.mock_completions import prompts_of, text_completion, text_completion_events
+from gateway.providers.mock_http import (
+    SSE_HEADERS,
+    BadRequest,
+    Wire,
+    drop_connection,
+    error,
+    json_answer,
+    wait_disconnect,
+)
 from gateway.providers.mock_responses import (
     mock_answer,
     mock_tool_call,
@@ -49,20 +57,7 @@ from gateway.providers.mock_responses import (
     responses_object,
 )
 
-Wire = Literal["openai", "anthropic"]
-
 MOCK_MODELS: Final = ("mock-gpt", "mock-claude", "mock-embed", "slow=200+chunk_delay=20", "flaky")
-
-_ANTHROPIC_ERROR_TYPES: Final = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    529: "overloaded_error",
-}
-_SSE_HEADERS: Final = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
 @dataclass(frozen=True)
@@ -94,43 +89,6 @@ class MockStats:
 MOCK_STATS: Final = web.AppKey("mock_stats", MockStats)
 
 
-class _BadRequest(Exception):
-    pass
-
-
-def _error(wire: Wire, status: int, message: str, retry_after: str | None = None) -> web.Response:
-    if wire == "anthropic":
-        type_ = _ANTHROPIC_ERROR_TYPES.get(status, "api_error")
-        body = orjson.dumps({"type": "error", "error": {"type": type_, "message": message}})
-    else:
-        if status == 429:
-            type_ = "rate_limit_error"
-        elif status < 500:
-            type_ = "invalid_request_error"
-        else:
-            type_ = "api_error"
-        body = error_body(message, type_)
-    headers = {"Retry-After": retry_after} if retry_after else None
-    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
-
-
-def _json(data: Any) -> web.Response:
-    return web.Response(body=orjson.dumps(data), content_type="application/json")
-
-
-def _drop_connection(request: web.Request) -> None:
-    # The response is then written to a closed transport, which aiohttp treats as a client
-    # disconnect: the client sees a broken connection (an incomplete chunked body).
-    if request.transport is not None:
-        request.transport.close()
-
-
-async def _wait_disconnect(request: web.Request) -> None:
-    # aiohttp has no disconnect callback for a handler that is not cancelled: poll.
-    while request.transport is not None and not request.transport.is_closing():  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-
-
 class _MockServer:
     def __init__(self, options: MockServerOptions, stats: MockStats) -> None:
         self.options = options
@@ -154,7 +112,7 @@ class _MockServer:
             body = None
         self._record(request, body)
         if not isinstance(body, dict):
-            raise _BadRequest("the request body must be a JSON object")
+            raise BadRequest("the request body must be a JSON object")
         return body
 
     async def _fault(
@@ -165,30 +123,30 @@ class _MockServer:
         if delay_ms:
             await asyncio.sleep(delay_ms / 1000)
         if self.options.error_rate > 0 and self.rng.random() < self.options.error_rate:
-            return _error(wire, 500, "mock random error")
+            return error(wire, 500, "mock random error")
         if plan.flaky:
             call = self.flaky_calls[model]
             self.flaky_calls[model] += 1
             if call % 2 == 0:
                 status = 529 if wire == "anthropic" else 503
-                return _error(wire, status, f"mock flaky error {status}")
+                return error(wire, status, f"mock flaky error {status}")
         if plan.error_status:
             status = plan.error_status
             retry = f"{plan.rate_limit_s or 1:g}" if status == 429 else None
-            return _error(wire, status, f"mock error {status}", retry)
+            return error(wire, status, f"mock error {status}", retry)
         if plan.rate_limit_s:
-            return _error(wire, 429, "mock rate limit", f"{plan.rate_limit_s:g}")
+            return error(wire, 429, "mock rate limit", f"{plan.rate_limit_s:g}")
         if plan.stall:
-            await _wait_disconnect(request)
+            await wait_disconnect(request)
         if plan.cut or plan.stall:
-            _drop_connection(request)
+            drop_connection(request)
             return web.Response()
         return None
 
     async def _stream(
         self, request: web.Request, events: list[bytes], half: int, plan: MockBehaviour
     ) -> web.StreamResponse:
-        response = web.StreamResponse(headers=_SSE_HEADERS)
+        response = web.StreamResponse(headers=SSE_HEADERS)
         await response.prepare(request)
         broken = plan.cut or plan.stall
         delay_ms = plan.chunk_delay_ms or self.options.chunk_delay_ms
@@ -200,9 +158,9 @@ class _MockServer:
         except ConnectionResetError:
             return response
         if plan.stall:
-            await _wait_disconnect(request)
+            await wait_disconnect(request)
         if broken:
-            _drop_connection(request)
+            drop_connection(request)
         return response
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -215,12 +173,12 @@ class _MockServer:
         try:
             body = await self._read(request)
             if deployment is not None and not request.query.get("api-version"):
-                raise _BadRequest("missing required query parameter: api-version")
+                raise BadRequest("missing required query parameter: api-version")
             messages = body.get("messages")
             if not isinstance(messages, list) or not messages:
-                raise _BadRequest("'messages' must be a non-empty list")
-        except _BadRequest as exc:
-            return _error("openai", 400, str(exc))
+                raise BadRequest("'messages' must be a non-empty list")
+        except BadRequest as exc:
+            return error("openai", 400, str(exc))
         model = deployment or str(body.get("model", ""))
         plan = MockBehaviour.from_model(model)
         stream = bool(body.get("stream"))
@@ -231,7 +189,7 @@ class _MockServer:
         text = reply_text(messages, plan.words)
         tokens = prompt_tokens(messages)
         if not stream:
-            return _json(openai_completion(model, text, tokens, id_))
+            return json_answer(openai_completion(model, text, tokens, id_))
         options = body.get("stream_options")
         usage = isinstance(options, dict) and bool(options.get("include_usage"))
         payloads = openai_chunks(model, text, tokens, id_, usage)
@@ -243,9 +201,9 @@ class _MockServer:
             body = await self._read(request)
             prompts = prompts_of(body)
             if prompts is None:
-                raise _BadRequest("'prompt' must be a string or a non-empty list")
-        except _BadRequest as exc:
-            return _error("openai", 400, str(exc))
+                raise BadRequest("'prompt' must be a string or a non-empty list")
+        except BadRequest as exc:
+            return error("openai", 400, str(exc))
         model = str(body.get("model", ""))
         plan = MockBehaviour.from_model(model)
         stream = bool(body.get("stream"))
@@ -254,7 +212,7 @@ class _MockServer:
             return fault
         id_ = f"cmpl-mock{next(self.calls)}"
         if not stream:
-            return _json(text_completion(model, prompts, id_, plan.words))
+            return json_answer(text_completion(model, prompts, id_, plan.words))
         options = body.get("stream_options")
         usage = isinstance(options, dict) and bool(options.get("include_usage"))
         events = text_completion_events(model, prompts, id_, plan.words, usage)
@@ -270,12 +228,12 @@ class _MockServer:
         try:
             body = await self._read(request)
             if deployment is not None and not request.query.get("api-version"):
-                raise _BadRequest("missing required query parameter: api-version")
+                raise BadRequest("missing required query parameter: api-version")
             inputs = body.get("input")
             if not isinstance(inputs, str | list) or not inputs:
-                raise _BadRequest("'input' must be a string or a non-empty list")
-        except _BadRequest as exc:
-            return _error("openai", 400, str(exc))
+                raise BadRequest("'input' must be a string or a non-empty list")
+        except BadRequest as exc:
+            return error("openai", 400, str(exc))
         model = deployment or str(body.get("model", ""))
         fault = await self._fault(request, "openai", model, MockBehaviour.from_model(model))
         if fault is not None:
@@ -289,18 +247,18 @@ class _MockServer:
         data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
         tokens = sum(count_tokens(str(x)) for x in items)
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-        return _json({"object": "list", "data": data, "model": model, "usage": usage})
+        return json_answer({"object": "list", "data": data, "model": model, "usage": usage})
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         try:
             body = await self._read(request)
             messages = body.get("messages")
             if not isinstance(messages, list) or not messages:
-                raise _BadRequest("messages: field required (a non-empty list)")
+                raise BadRequest("messages: field required (a non-empty list)")
             if not isinstance(body.get("max_tokens"), int):
-                raise _BadRequest("max_tokens: field required")
-        except _BadRequest as exc:
-            return _error("anthropic", 400, str(exc))
+                raise BadRequest("max_tokens: field required")
+        except BadRequest as exc:
+            return error("anthropic", 400, str(exc))
         model = str(body.get("model", ""))
         plan = MockBehaviour.from_model(model)
         stream = bool(body.get("stream"))
@@ -320,7 +278,7 @@ class _MockServer:
         else:
             blocks, stop_reason = answer_content(body, text, id_)
         if not stream:
-            return _json(anthropic_message(model, blocks, stop_reason, tokens, id_))
+            return json_answer(anthropic_message(model, blocks, stop_reason, tokens, id_))
         events, half = anthropic_events(model, blocks, stop_reason, tokens, id_)
         return await self._stream(request, events, half, plan)
 
@@ -329,11 +287,11 @@ class _MockServer:
         try:
             body = await self._read(request)
             if not isinstance(body.get("input"), str | list) or not body["input"]:
-                raise _BadRequest("'input' must be a string or a non-empty list")
+                raise BadRequest("'input' must be a string or a non-empty list")
             if body.get("previous_response_id"):
-                raise _BadRequest("previous_response_id is not supported by the mock")
-        except _BadRequest as exc:
-            return _error("openai", 400, str(exc))
+                raise BadRequest("previous_response_id is not supported by the mock")
+        except BadRequest as exc:
+            return error("openai", 400, str(exc))
         model = str(body.get("model", ""))
         plan = MockBehaviour.from_model(model)
         stream = bool(body.get("stream"))
@@ -343,7 +301,7 @@ class _MockServer:
         id_ = f"mock{next(self.calls)}"
         answer = mock_answer(body, model, id_, plan.tools, plan.words)
         if not stream:
-            return _json(responses_object(body, model, id_, answer))
+            return json_answer(responses_object(body, model, id_, answer))
         events, half = responses_events(body, model, id_, answer)
         return await self._stream(request, events, half, plan)
 
@@ -353,7 +311,7 @@ class _MockServer:
             {"id": name, "object": "model", "created": 1700000000, "owned_by": "mock"}
             for name in MOCK_MODELS
         ]
-        return _json({"object": "list", "data": data})
+        return json_answer({"object": "list", "data": data})
 
     async def healthz(self, request: web.Request) -> web.StreamResponse:
         self._record(request, None)
