@@ -33,6 +33,8 @@ from gateway.telemetry.recorder import RequestRecord
 log = logging.getLogger("gateway.capture")
 REDACTED = "[REDACTED]"
 CHAT_PATH = "/v1/chat/completions"
+# Requests planned as chat calls: a Messages request's client part is kept in chat form.
+CAPTURED_PATHS = (CHAT_PATH, "/v1/messages")
 _NOT_PARAMS = ("model", "messages", "prompt_variables")  # kept apart
 
 
@@ -65,7 +67,7 @@ def wanted(cfg: CaptureConfig, call: Call, draw: Callable[[], float] = random.ra
     listed route or prompt (none listed: all), and in the sample."""
     if not cfg.enabled or call.no_capture or call.policy.role != "primary":
         return False
-    if call.path != CHAT_PATH:
+    if call.path not in CAPTURED_PATHS:
         return False
     if cfg.routes or cfg.prompts:
         listed = call.plan.route.name in cfg.routes or (

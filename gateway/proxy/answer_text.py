@@ -9,13 +9,28 @@ import orjson
 
 
 def answer_text(body: bytes) -> str | None:
-    """The assistant's text in an OpenAI chat completion (tool calls as JSON)."""
+    """The assistant's text in an OpenAI chat completion (tool calls as JSON), or in
+    an Anthropic Messages answer (its text blocks; tool_use blocks as JSON)."""
     try:
         data = orjson.loads(body)
+        if isinstance(data, dict) and data.get("type") == "message":
+            return _blocks_text(data["content"])
         message = data["choices"][0]["message"]
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
         return None
     return _message_text(message)
+
+
+def _blocks_text(blocks: Any) -> str | None:
+    if not isinstance(blocks, list):
+        return None
+    text = ""
+    for block in blocks:
+        if isinstance(block, dict) and block.get("type") == "text":
+            text += str(block.get("text", ""))
+        elif isinstance(block, dict) and block.get("type") == "tool_use":
+            text += orjson.dumps(block).decode()
+    return text
 
 
 def _message_text(message: Any) -> str | None:
@@ -40,6 +55,9 @@ class StreamAnswer:
     def add(self, events: bytes) -> None:
         """`events`: the SSE bytes sent to the client (complete `data:` events)."""
         for block in events.split(b"\n\n"):
+            if block[:7] == b"event: ":  # a Messages stream's
+                self._event(block)
+                continue
             try:
                 chunk = orjson.loads(block[6:])
                 delta = chunk["choices"][0]["delta"]
@@ -50,6 +68,20 @@ class StreamAnswer:
                 self.parts.append(content)
             elif isinstance(delta, dict) and delta.get("tool_calls"):
                 self.parts.append(orjson.dumps(delta["tool_calls"]).decode())
+
+    def _event(self, block: bytes) -> None:
+        name, _, data = block.partition(b"\ndata: ")
+        if name == b"event: content_block_delta":
+            delta = orjson.loads(data).get("delta")
+            piece = (
+                delta.get("text") or delta.get("partial_json") if isinstance(delta, dict) else None
+            )
+            if isinstance(piece, str):
+                self.parts.append(piece)
+        elif name == b"event: content_block_start":
+            block_ = orjson.loads(data).get("content_block")
+            if isinstance(block_, dict) and block_.get("type") == "tool_use":
+                self.parts.append(orjson.dumps({"tool_use": block_.get("name")}).decode())
 
     def text(self) -> str:
         return "".join(self.parts)

@@ -61,17 +61,20 @@ FAILED = Answered(None, 500, "internal_error")  # a bug: the middleware answers 
 
 
 async def serve(
-    request: web.Request, call: Call, attempt: Attempt[Completed]
+    request: web.Request,
+    call: Call,
+    attempt: Attempt[Completed],
+    opener: Attempt[StreamStart] = open_stream,
 ) -> web.StreamResponse:
     """A call to its answer; `attempt` is what one non-streamed attempt does (a chat
-    completion, embeddings). Whatever happens, one record."""
+    completion, embeddings), `opener` what opens one stream. Whatever happens, one record."""
     run = EngineRun(call)
     ending: Ending = CANCELLED
     try:
         if not call.stream:
             answered = ending = await _answer(call, run, run.first_success(attempt))
         else:
-            opened = ending = await _open(call, run)
+            opened = ending = await _open(call, run, opener)
             if isinstance(opened, StreamRelay):
                 assert run.target is not None
                 headers = call.gateway_headers(run.target, run.attempts)
@@ -178,9 +181,9 @@ async def _answer(call: Call, run: EngineRun, attempts: Awaitable[Completed]) ->
     return Answered(web.Response(body=raw, headers=headers), 200, usage=usage, answer=answer)
 
 
-async def _open(call: Call, run: EngineRun) -> StreamRelay | Answered:
+async def _open(call: Call, run: EngineRun, opener: Attempt[StreamStart]) -> StreamRelay | Answered:
     try:
-        start = await run.first_success(open_stream, judged_at_end=True)
+        start = await run.first_success(opener, judged_at_end=True)
     except (ApiError, UpstreamError) as error:
         return _failed(call, run, error)
     assert run.target is not None

@@ -8,12 +8,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 
 from gateway.config.routes import Target
 from gateway.errors import UpstreamError, scrub_secret
-from gateway.providers.base import StreamTranslator, Usage
+from gateway.providers.base import StreamTranslator, UpstreamRequest, Usage
 from gateway.providers.sse import SSE_DONE, sse_error
 from gateway.proxy.answer_text import StreamAnswer
 from gateway.proxy.call import Call
@@ -36,6 +37,18 @@ class _StreamResponse(web.StreamResponse):
     _send_headers_immediately = False
 
 
+class StreamEnding(Protocol):
+    """How a stream in another API than chat completions ends (None: chat's way)."""
+
+    async def done(self) -> bytes:
+        """What follows the last events of a stream that ended well (chat's: [DONE])."""
+        ...
+
+    def failed(self, error: UpstreamError) -> bytes:
+        """The event that ends a stream that failed after its first byte."""
+        ...
+
+
 @dataclass(slots=True)
 class StreamStart:
     """A provider stream that has produced its first token, not yet read further."""
@@ -44,6 +57,7 @@ class StreamStart:
     translator: StreamTranslator
     pending: bytes  # SSE bytes read up to the first token
     until: float  # event-loop time: the end of this attempt's total time
+    ending: StreamEnding | None = None
 
 
 async def open_stream(
@@ -54,6 +68,19 @@ async def open_stream(
     `total_timeout_s`, within the request's deadline."""
     adapter = provider.adapter
     request = adapter.chat_request(provider.config, target.model, call.body, True)
+    translator = adapter.chat_stream(target.model, call.include_usage)
+    return await start_stream(call, provider, request, translator, timeout_s)
+
+
+async def start_stream(
+    call: Call,
+    provider: ProviderRuntime,
+    request: UpstreamRequest,
+    translator: StreamTranslator,
+    timeout_s: float,
+) -> StreamStart:
+    """`request` sent, its stream read by `translator` up to the first token."""
+    adapter = provider.adapter
     request = call.stamp(request)
     wait_s = min(provider.config.first_token_timeout_s, timeout_s)
     now = asyncio.get_running_loop().time()
@@ -65,7 +92,6 @@ async def open_stream(
             if response.status >= 300:
                 raw = await response.read()
                 raise adapter.error(response.status, response.headers, raw)
-            translator = adapter.chat_stream(target.model, call.include_usage)
             pending = b""
             while not (translator.content_started or translator.finished):
                 chunk = await response.next_chunk()
@@ -148,10 +174,17 @@ class StreamRelay:
                     if self.status == 504 and request.transport is not None:
                         request.transport.abort()  # it stopped reading: it takes no more
                     else:
-                        await _last_words(request, response, ended)
+                        ending = start.ending
+                        words = (
+                            sse_error(ended.message, "upstream_error", ended.reason)
+                            if ending is None
+                            else ending.failed(ended)
+                        )
+                        await _last_words(request, response, words)
                     return response
                 last = ended
-            await response.write_eof(last + SSE_DONE)  # one write: the last events, [DONE], end
+            tail = SSE_DONE if start.ending is None else await start.ending.done()
+            await response.write_eof(last + tail)  # one write: the last events, [DONE], end
         except ConnectionResetError:
             self._client_gone()
         except asyncio.CancelledError:
@@ -259,14 +292,12 @@ class StreamRelay:
         self.error = "client_disconnected"
 
 
-async def _last_words(
-    request: web.Request, response: web.StreamResponse, error: UpstreamError
-) -> None:
+async def _last_words(request: web.Request, response: web.StreamResponse, words: bytes) -> None:
     """The error event that ends a failed stream. A client that does not take it within
     a second has its connection closed: nothing waits on it."""
     try:
         async with asyncio.timeout(1.0):
-            await response.write(sse_error(error.message, "upstream_error", error.reason))
+            await response.write(words)
             await response.write_eof()
     except TimeoutError:
         if request.transport is not None:

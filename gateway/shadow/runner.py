@@ -113,7 +113,7 @@ class ShadowRunner:
     # --- RequestObserver ---------------------------------------------------------------
 
     def on_start(self, call: Call) -> int:
-        if self._prompts is None or not call.path.endswith("/chat/completions"):
+        if self._prompts is None or not call.path.endswith(("/chat/completions", "/messages")):
             return IGNORE
         mirrors: list[VersionMirror | TargetMirror] = []
         plan = call.plan

@@ -252,6 +252,13 @@ class Metrics:
             ("route", "prompt", "version", "outcome"),
             r,
         )
+        self.api_requests = counter(
+            "gateway_api_requests_total",
+            "Requests to APIs beside chat completions, by how they were served "
+            "(native: in the target's own API; translated: through chat).",
+            ("api", "route", "mode", "status"),
+            r,
+        )
         self.feedback = counter(
             "gateway_feedback_total", "User feedback.", ("prompt", "version", "value"), r
         )
