@@ -75,13 +75,13 @@ class MessagesExchange:
         if speaks_messages(provider):
             body = self._native_body(call, target)
             request = native_request(provider.config, body, False, self.headers)
-            raw, back = await _fetch(provider, call.stamp(request), timeout_s)
+            raw, back = await _fetch(provider, call.stamp(request), timeout_s, True)
             usage = read_message(raw)
             self.mode = "native"
             return raw, usage, back
         self._translatable()
         request = adapter.chat_request(provider.config, target.model, call.body, False)
-        raw, back = await _fetch(provider, call.stamp(request), timeout_s)
+        raw, back = await _fetch(provider, call.stamp(request), timeout_s, False)
         chat, usage = adapter.chat_response(raw, target.model)
         answer = message_from_chat(loads(chat, "a response"), usage, target.model)
         self.mode = "translated"
@@ -125,7 +125,7 @@ class _Ending:
 
 
 async def _fetch(
-    provider: ProviderRuntime, request: UpstreamRequest, timeout_s: float
+    provider: ProviderRuntime, request: UpstreamRequest, timeout_s: float, native: bool
 ) -> tuple[bytes, dict[str, str]]:
     """One exchange: the answer's body and the headers the client gets back."""
     try:
@@ -138,7 +138,10 @@ async def _fetch(
     except TimeoutError:
         raise UpstreamError("timeout", f"no answer within {timeout_s:.3g}s") from None
     if response.status >= 300:
-        raise provider.adapter.error(response.status, response.headers, raw)
+        error = provider.adapter.error(response.status, response.headers, raw)
+        if native and error.reason == "client_error":
+            error.client_body = raw  # already in the client's API: as it came
+        raise error
     back: dict[str, str] = {}
     passed_back(response.headers, back)
     return raw, back
