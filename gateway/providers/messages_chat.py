@@ -156,6 +156,8 @@ def _image(source: Any, index: int) -> dict[str, Any]:
         url = f"data:{source.get('media_type')};base64,{source['data']}"
     elif kind == "url" and isinstance(source.get("url"), str):
         url = source["url"]
+    elif isinstance(kind, str) and kind not in ("base64", "url"):  # e.g. the Files API's
+        raise _Untranslatable(f"messages.{index}.content (image source {kind})")
     else:
         raise bad("An image block needs a base64 or url source.", f"messages.{index}.content")
     return {"type": "image_url", "image_url": {"url": url}}

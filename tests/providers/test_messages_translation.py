@@ -60,6 +60,19 @@ def test_a_full_request_in_chat_form() -> None:
             "messages.0.content (document)",
         ),
         ({"citations": {"enabled": True}}, "citations"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image", "source": {"type": "file", "file_id": "file_01"}}
+                        ],
+                    }
+                ]
+            },
+            "messages.0.content (image source file)",
+        ),
     ],
 )
 def test_what_chat_cannot_carry_is_named(change: dict[str, Any], named: str) -> None:

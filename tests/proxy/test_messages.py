@@ -634,3 +634,22 @@ async def test_a_captured_messages_request_is_in_chat_form(
     assert request["variables"] == {"product": "Acme"}
     assert request["params"]["max_tokens"] == 50
     assert request["prompt_messages"] == [{"role": "system", "content": "You answer for Acme."}]
+
+
+async def test_what_only_messages_has_goes_native_and_is_a_400_through_chat(
+    setup: Setup,
+) -> None:
+    document = {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": "The grass is green."},
+    }
+    messages = [{"role": "user", "content": [document, {"type": "text", "text": "Colour?"}]}]
+    async with setup.client() as client:
+        native = await client.messages.create(model="native", max_tokens=5, messages=messages)
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            await client.messages.create(model="translated", max_tokens=5, messages=messages)
+    assert native.stop_reason == "end_turn"
+    assert setup.ant.last.body["messages"] == messages  # as it came
+    error = caught.value.body["error"]  # type: ignore[index]
+    assert error["type"] == "invalid_request_error" and "document" in error["message"]
+    assert not setup.oai.seen
