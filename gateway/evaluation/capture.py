@@ -33,8 +33,9 @@ from gateway.telemetry.recorder import RequestRecord
 log = logging.getLogger("gateway.capture")
 REDACTED = "[REDACTED]"
 CHAT_PATH = "/v1/chat/completions"
-# Requests planned as chat calls: a Responses request's client part is kept in chat form.
-CAPTURED_PATHS = (CHAT_PATH, "/v1/responses")
+# Requests planned as chat calls: a Responses or Messages request's client part is kept
+# in chat form.
+CAPTURED_PATHS = (CHAT_PATH, "/v1/responses", "/v1/messages")
 _NOT_PARAMS = ("model", "messages", "prompt_variables")  # kept apart
 
 

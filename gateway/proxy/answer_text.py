@@ -1,5 +1,6 @@
 """The text of an answer, kept only when a feature asks for it (shadow comparison,
-capture): read from a chat completion body, or collected from a stream's chunks."""
+capture): read from an answer body (a chat completion, a Responses object, a Messages
+answer), or collected from a stream's chunks or events."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import orjson
 
 
 def answer_text(body: bytes) -> str | None:
-    """The assistant's text in an OpenAI chat completion (tool calls as JSON), or in
-    a Responses object (its output items)."""
+    """The assistant's text (tool calls as JSON)."""
     try:
         data = orjson.loads(body)
-        if isinstance(data, dict) and "output" in data and "choices" not in data:
-            return _output_text(data["output"])
+        if isinstance(data, dict) and "choices" not in data:
+            if data.get("type") == "message":  # Anthropic Messages
+                return _blocks_text(data["content"])
+            if "output" in data:  # a Responses object
+                return _output_text(data["output"])
         message = data["choices"][0]["message"]
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
         return None
@@ -36,6 +39,18 @@ def _output_text(items: Any) -> str | None:
     return text
 
 
+def _blocks_text(blocks: Any) -> str | None:
+    if not isinstance(blocks, list):
+        return None
+    text = ""
+    for block in blocks:
+        if isinstance(block, dict) and block.get("type") == "text":
+            text += str(block.get("text", ""))
+        elif isinstance(block, dict) and block.get("type") == "tool_use":
+            text += orjson.dumps(block).decode()
+    return text
+
+
 def _message_text(message: Any) -> str | None:
     if not isinstance(message, dict):
         return None
@@ -48,7 +63,7 @@ def _message_text(message: Any) -> str | None:
 
 
 class StreamAnswer:
-    """Collects the text of an OpenAI chunk stream, for when the answer is kept."""
+    """Collects the text of a stream, for when the answer is kept."""
 
     __slots__ = ("parts",)
 
@@ -56,9 +71,9 @@ class StreamAnswer:
         self.parts: list[str] = []
 
     def add(self, events: bytes) -> None:
-        """`events`: the SSE bytes sent to the client (complete `data:` events)."""
+        """`events`: the SSE bytes sent to the client (complete events)."""
         for block in events.split(b"\n\n"):
-            if block[:7] == b"event: ":  # a Responses stream's
+            if block[:7] == b"event: ":  # a Responses or a Messages stream's
                 self._event(block)
                 continue
             try:
@@ -74,14 +89,36 @@ class StreamAnswer:
 
     def _event(self, block: bytes) -> None:
         name, _, data = block.partition(b"\ndata: ")
+        try:
+            if name.startswith(b"event: response."):
+                self._responses_event(name, orjson.loads(data))
+            elif name.startswith(b"event: content_block_"):
+                self._messages_event(name, orjson.loads(data))
+        except (orjson.JSONDecodeError, AttributeError):
+            return
+
+    def _responses_event(self, name: bytes, data: Any) -> None:
         if name == b"event: response.output_text.delta":
-            delta = orjson.loads(data).get("delta")
+            delta = data.get("delta")
             if isinstance(delta, str):
                 self.parts.append(delta)
         elif name == b"event: response.output_item.done":
-            item = orjson.loads(data).get("item")
+            item = data.get("item")
             if isinstance(item, dict) and item.get("type") == "function_call":
                 self.parts.append(orjson.dumps(item).decode())
+
+    def _messages_event(self, name: bytes, data: Any) -> None:
+        if name == b"event: content_block_delta":
+            delta = data.get("delta")
+            piece = (
+                delta.get("text") or delta.get("partial_json") if isinstance(delta, dict) else None
+            )
+            if isinstance(piece, str):
+                self.parts.append(piece)
+        elif name == b"event: content_block_start":
+            block = data.get("content_block")
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                self.parts.append(orjson.dumps({"tool_use": block.get("name")}).decode())
 
     def text(self) -> str:
         return "".join(self.parts)

@@ -11,6 +11,7 @@ from gateway.appkeys import PROMPTS, RUNTIME
 from gateway.errors import ApiError
 from gateway.proxy import completions, health
 from gateway.proxy.ingress import authenticate, check_field, new_call, read_json
+from gateway.proxy.messages_ingress import create_message
 from gateway.proxy.pipeline import complete_chat, embed, serve
 from gateway.proxy.responses_ingress import create_response
 from gateway.proxy.routing import PROMPT_PREFIX
@@ -98,6 +99,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/completions", completions.completions)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", show_model)
+    app.router.add_post("/v1/messages", create_message)
     app.router.add_route("*", "/v1/{tail:.*}", unknown_v1)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)

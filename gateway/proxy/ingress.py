@@ -43,6 +43,8 @@ def authenticate(request: web.Request, runtime: Runtime) -> ClientKey | None:
     """The client key on the request; None for an anonymous caller where allowed."""
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    if not token:  # Anthropic's SDK and tools send theirs as x-api-key
+        token = request.headers.get("x-api-key", "").strip()
     if token:
         key = runtime.keys.find(token)
         if key is not None:
@@ -53,7 +55,7 @@ def authenticate(request: web.Request, runtime: Runtime) -> ClientKey | None:
     message = (
         "Incorrect API key provided."
         if token
-        else "Missing API key: send Authorization: Bearer <key>."
+        else "Missing API key: send Authorization: Bearer <key> (or x-api-key: <key>)."
     )
     raise ApiError(401, message, code="invalid_api_key")
 

@@ -36,6 +36,8 @@ from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.recorder import RequestRecord, Telemetry
 
 log = logging.getLogger("gateway.shadow")
+# The ingresses whose calls are chat calls inside: their copies are chat calls too.
+CHAT_LIKE = ("/chat/completions", "/responses", "/messages")
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ class ShadowRunner:
     # --- RequestObserver ---------------------------------------------------------------
 
     def on_start(self, call: Call) -> int:
-        if self._prompts is None or not call.path.endswith(("/chat/completions", "/responses")):
+        if self._prompts is None or not call.path.endswith(CHAT_LIKE):
             return IGNORE
         mirrors: list[VersionMirror | TargetMirror] = []
         plan = call.plan
