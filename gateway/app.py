@@ -53,6 +53,7 @@ from gateway.rollout.controller import FeedbackSource, NoFeedback, RolloutContro
 from gateway.rollout.version_stats import VersionStats
 from gateway.shadow.runner import ShadowRunner
 from gateway.store.base import Store, seed_prompts
+from gateway.store.drift_report import DriftReport
 from gateway.store.follower import PromptsHolder
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
@@ -155,11 +156,14 @@ def _prompts(
 
         holder = PromptsHolder(store, metrics, seed=seed)
         holder.current = PromptsSnapshot.from_config(config.prompts)
+        drift = DriftReport(store, metrics, lambda: runtime.current.config.models)
+        holder.on_swap = drift.snapshot_changed
         app[PROMPTS] = holder
         with contextlib.suppress(Exception):  # store down at boot: serve the config's prompts
             await holder.refresh()
+        await drift.at_boot(config, holder.current)
         follower = asyncio.create_task(holder.follow())
-        reloader = Reloader(app[RUNTIME], holder, metrics)
+        reloader = Reloader(app[RUNTIME], holder, metrics, drift)
         app[RELOADER] = reloader
         watcher = asyncio.create_task(watch_file(reloader, config_watch_interval_s))
         _on_sighup(lambda: asyncio.create_task(reloader.reload("SIGHUP")))

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.config.drift import TargetCheck, check_states, new_drift
 from gateway.config.loader import GatewayConfig, load_config
 from gateway.config.source import ConfigError
 from gateway.proxy.runtime import RuntimeHolder, build_runtime
 from gateway.store.base import seed_prompts
+from gateway.store.drift_report import DriftReport
 from gateway.store.follower import PromptsHolder
 from gateway.telemetry.metrics import Metrics
 
@@ -28,6 +30,7 @@ class ReloadResult:
     hash: str
     error: str = ""
     changes: tuple[str, ...] = ()
+    code: str = "invalid_config"  # of the 400 `POST /admin/reload` answers
 
 
 def describe_changes(old: GatewayConfig, new: GatewayConfig) -> tuple[str, ...]:
@@ -54,11 +57,23 @@ def describe_changes(old: GatewayConfig, new: GatewayConfig) -> tuple[str, ...]:
     return tuple(changes)
 
 
+def drift_refused(found: list[TargetCheck], path: str) -> str:
+    """Why `block_drift` refuses a reload, naming every version it would move."""
+    return (
+        f"{path}: [change_control] block_drift = true and this config changes where "
+        f"approved versions go: {'; '.join(c.describe() for c in found)}. Push a version on "
+        "a route with the new targets and approve it, or move its weight and labels off."
+    )
+
+
 class Reloader:
-    def __init__(self, holder: RuntimeHolder, prompts: PromptsHolder, metrics: Metrics) -> None:
+    def __init__(
+        self, holder: RuntimeHolder, prompts: PromptsHolder, metrics: Metrics, drift: DriftReport
+    ) -> None:
         self.holder = holder
         self.prompts = prompts
         self.metrics = metrics
+        self.drift = drift
         self._lock = asyncio.Lock()
         # The file as last read, so the watcher knows when it changes again.
         self.signature = file_signature(self.path)
@@ -83,6 +98,16 @@ class Reloader:
                     exc,
                 )
                 return ReloadResult(False, old.config.hash, str(exc))
+            states = self.prompts.current.states()
+            before = check_states(states, old.config.models)
+            found = new_drift(before, check_states(states, config.models))
+            if found and config.control.change_control.block_drift:
+                self.metrics.config_reloads.labels("failure").inc()
+                error = drift_refused(found, config.path)
+                log.error(
+                    "config reload (%s) refused, keeping %s: %s", trigger, old.config.hash, error
+                )
+                return ReloadResult(False, old.config.hash, error, code="drift_blocked")
             changes = describe_changes(old.config, config)
             self.holder.current = build_runtime(config, old.parts)
             self.metrics.config_reloads.labels("success").inc()
@@ -99,7 +124,19 @@ class Reloader:
                 await self.prompts.refresh()
             except Exception as exc:  # the store is down: the follower catches up later
                 log.warning("config prompts not pushed yet: %s", exc)
+        await self._report_drift(before, config)
         return ReloadResult(True, config.hash, changes=changes)
+
+    async def _report_drift(self, before: list[TargetCheck], config: GatewayConfig) -> None:
+        """The gauge, and history for what drifted or moved (drift resolved included)."""
+        after = check_states(self.prompts.current.states(), config.models)
+        self.drift.show(after)
+        unchanged = set(before)
+        moved = [c for c in after if c.drifted or c not in unchanged]
+        try:
+            await self.drift.record(moved, config.hash)
+        except Exception as exc:  # the store is down: the next reload or start records it
+            log.warning("drift not recorded in history yet: %s", exc)
 
 
 def file_signature(path: Path) -> tuple[str, int, int, int] | None:

@@ -65,5 +65,5 @@ async def providers(request: web.Request) -> web.Response:
 async def reload_config(request: web.Request) -> web.Response:
     result = await request.config_dict[RELOADER].reload("admin API")
     if not result.ok:
-        raise ApiError(400, result.error, code="invalid_config", details={"config": result.hash})
+        raise ApiError(400, result.error, code=result.code, details={"config": result.hash})
     return _json({"config": result.hash, "changes": list(result.changes)})

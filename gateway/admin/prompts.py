@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
+from gateway.admin.drift import with_drift
 from gateway.admin.identity import caller
 from gateway.admin.stale import snapshot_states, stale_answer
 from gateway.appkeys import PROMPTS, ROLLOUTS, RUNTIME
@@ -69,7 +70,8 @@ async def show_prompt(request: web.Request) -> web.Response:
         state = await holder.store.get_prompt(name)
         if state is None:
             raise not_found(name)
-        return json_answer(await annotate_prompt(request, state.to_json()))  # + latest test runs
+        shown = await with_drift(request, state)  # + each version's drift
+        return json_answer(await annotate_prompt(request, shown))  # + latest test runs
     except StoreUnavailable as exc:
         stale = snapshot_states(holder, exc).get(name)
         if stale is None:  # perhaps created since the snapshot: cannot tell

@@ -22,6 +22,7 @@ from gateway.telemetry.metrics import Metrics
 
 log = logging.getLogger("gateway.store")
 Seed = Callable[[], Awaitable[None]]
+OnSwap = Callable[[PromptsSnapshot], None]
 
 
 @dataclass
@@ -40,6 +41,7 @@ class PromptsHolder:
         self.store = store
         self.metrics = metrics
         self._seed = seed  # pushes the config file's prompts; at boot and after a loss
+        self.on_swap: OnSwap | None = None  # told of each new snapshot (the drift gauge)
         self._seeded = False  # at boot: retried until it succeeds
         self.dataset: str | None = None  # the store's data set id, as last read
         self.data_loss: DataLoss | None = None
@@ -109,6 +111,8 @@ class PromptsHolder:
                     gauge.labels(name, version).set(0)
         for (name, version), weight in live.items():
             gauge.labels(name, version).set(weight)
+        if self.on_swap is not None:
+            self.on_swap(snapshot)
 
     def mark_up(self) -> None:
         if not self.store_up:

@@ -271,6 +271,18 @@ class Metrics:
                 multiprocess_mode="max",
             )
         )
+        # livemax: the replicas' current view; a dead worker's last value must not
+        # hold the alert up (its file is dropped when the supervisor reaps it).
+        self.prompt_drift = Family(
+            Gauge(
+                "gateway_prompt_drift",
+                "1 when an approved version serving traffic (weight or label) no longer goes "
+                "to the targets it was approved on, else 0.",
+                ("prompt", "version"),
+                registry=r,
+                multiprocess_mode="livemax",
+            )
+        )
         self.rollout_events = counter(
             "gateway_rollout_events_total", "Rollout decisions.", ("prompt", "event"), r
         )

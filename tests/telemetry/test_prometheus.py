@@ -55,6 +55,7 @@ NO_DATA_EXPECTED = {
     "gateway_store_up==0": "alert: the embedded store is always up",
     "gateway_store_data_loss_total[15m])>0": "alert: the embedded store never loses its data",
     'up{job="gateway"}==0': "alert: the gateway is up while it is scraped",
+    "(gateway_prompt_drift)==1": "alert: no reload moves a route under an approved version",
 }
 # Grafana's variables, as the dashboard's defaults ("All") resolve them.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$route": ".*", "$prompt": ".*"}
@@ -406,6 +407,8 @@ async def test_dashboard_and_alert_queries_on_a_real_prometheus(
     weights = 'gateway_prompt_weight{prompt="support",version="%s"}'
     assert (await prom.value(weights % "v1"), await prom.value(weights % "v2")) == (80, 20)
     assert await prom.value('gateway_circuit_state{model="error=500"}') == 2
+    drift = 'gateway_prompt_drift{prompt="support",version="%s"}'
+    assert (await prom.value(drift % "v1"), await prom.value(drift % "v2")) == (0, 0)
     assert await prom.value('sum(gateway_failovers_total{route="failover"})') == 8
     assert await prom.value('sum(gateway_requests_total{version="v2",status="502"})') >= 48
 
