@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from gateway.config.routes import Target
-from gateway.errors import ApiError, UpstreamError
+from gateway.errors import UpstreamError
 from gateway.providers.anthropic_stream import loads
 from gateway.providers.base import UpstreamRequest, passed_back
 from gateway.providers.messages_from_chat import message_from_chat, stream_error_event
@@ -57,14 +57,15 @@ class MessagesExchange:
         return orjson.dumps({**self._native, "model": target.model})
 
     def _translatable(self) -> None:
+        """A chat target cannot carry what only the Anthropic Messages API has: it is
+        ineligible (the next target is tried; a 400 naming the field if none is left)."""
         name = self.untranslatable
         if name is not None:
-            raise ApiError(
-                400,
-                f"'{name}' uses what only the Anthropic Messages API has, and this route's "
-                "target speaks chat completions only.",
+            raise UpstreamError(
+                "unsupported",
+                f"'{name}' uses what only the Anthropic Messages API has; this target speaks chat "
+                "completions only",
                 param=name,
-                code="unsupported_parameter",
             )
 
     async def complete(

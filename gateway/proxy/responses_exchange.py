@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from gateway.config.routes import Target
-from gateway.errors import ApiError, UpstreamError
+from gateway.errors import UpstreamError
 from gateway.providers.base import UpstreamRequest, passed_back
 from gateway.providers.openai import OpenAIAdapter
 from gateway.providers.responses_chat import new_id, response_from_chat
@@ -69,14 +69,15 @@ class ResponsesExchange:
         return native_body(self.body, target.model, [*prompt, *self.items], call.prompt_params)
 
     def _translatable(self) -> None:
-        if self.untranslatable is not None:
-            name = self.untranslatable
-            raise ApiError(
-                400,
-                f"'{name}' uses what only the OpenAI Responses API has, and this route's "
-                "target speaks chat completions only.",
+        """A chat target cannot carry what only the OpenAI Responses API has: it is
+        ineligible (the next target is tried; a 400 naming the field if none is left)."""
+        name = self.untranslatable
+        if name is not None:
+            raise UpstreamError(
+                "unsupported",
+                f"'{name}' uses what only the OpenAI Responses API has; this target speaks chat "
+                "completions only",
                 param=name,
-                code="unsupported_parameter",
             )
 
     async def complete(

@@ -636,7 +636,7 @@ async def test_a_captured_messages_request_is_in_chat_form(
     assert request["prompt_messages"] == [{"role": "system", "content": "You answer for Acme."}]
 
 
-async def test_what_only_messages_has_goes_native_and_is_a_400_through_chat(
+async def test_what_only_messages_has_goes_native_skips_chat_targets_else_is_a_400(
     setup: Setup,
 ) -> None:
     document = {
@@ -653,3 +653,10 @@ async def test_what_only_messages_has_goes_native_and_is_a_400_through_chat(
     error = caught.value.body["error"]  # type: ignore[index]
     assert error["type"] == "invalid_request_error" and "document" in error["message"]
     assert not setup.oai.seen
+    # On a route that also has an Anthropic target, the chat target is skipped unasked.
+    async with setup.client() as client:
+        raw = await client.messages.with_raw_response.create(
+            model="mixed", max_tokens=5, messages=messages
+        )
+    assert raw.headers["X-Gateway-Provider"] == "claude" and not setup.oai.seen
+    assert setup.ant.last.body["messages"] == messages
