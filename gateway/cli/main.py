@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from gateway import __version__
-from gateway.app import create_app
 from gateway.cli.admin import add_prompts_parser, add_shadow_parser, run_prompts, run_shadow
 from gateway.cli.datasets import add_dataset_parsers, run_datasets
 from gateway.cli.evaluation import add_eval_parsers, run_eval
@@ -170,6 +169,8 @@ def _serve(path: str, host: str | None, port: int | None) -> int:
         path,
         config.hash,
     )
+    from gateway.app import create_app  # here: the admin commands start without the app
+
     app = create_app(config)
     if os.environ.get(WORKER_ENV):
         app.cleanup_ctx.append(exit_with_parent())

@@ -51,7 +51,7 @@ async def prompts(
 async def test_label_set_refused_for_a_protected_label_and_deleted(team: Team) -> None:
     await team.alice.call("POST", "/prompts/support/versions", V2)
     code, _, err = await prompts(team, "alice", "label", "support", "production", "v1")
-    assert code == 1 and "403" in err and "needs the operator role" in err
+    assert code == 1 and "403" in err and "needs the approver role" in err
     code, out, _ = await prompts(team, "bob", "label", "support", "production", "v1")
     assert code == 0 and out.startswith("support: production → v1 (h")
     code, out, _ = await prompts(team, "bob", "label", "support", "staging", "v2")  # a draft
