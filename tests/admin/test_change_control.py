@@ -344,7 +344,8 @@ async def test_end_to_end_on_two_replicas(
     redis_server: RedisServer,
 ) -> None:
     path = tmp_path / "gateway.toml"
-    path.write_text(config(redis_server.url))
+    gate = 'require_suite = "faq"'
+    path.write_text(config(redis_server.url, gate))
     a, b = [
         Api(session, await aiohttp_server(create_app(load_config(path), watch_interval_s=3600)))
         for _ in range(2)
@@ -355,11 +356,36 @@ async def test_end_to_end_on_two_replicas(
     status, answer = await b.call("ann", "POST", "/prompts/support/versions/v2/approve", {})
     assert (status, answer["error"]["code"]) == (403, "insufficient_role")
     await b.ok("oli", "PUT", "/prompts/support/routing", {"weights": {"v1": 100}})
-    text = config(redis_server.url).replace("roles = ['author']", "roles = ['author', 'approver']")
+    text = config(redis_server.url, gate).replace(
+        "roles = ['author']", "roles = ['author', 'approver']"
+    )
     path.write_text(text)
     for api in (a, b):
         assert (await api.call("admin", "POST", "/reload"))[0] == 200
-    status, answer = await a.call("ann", "POST", "/prompts/support/versions/v2/approve", {})
+    # The gate: only a passing run the gateway made of `faq`, at its current revision.
+    approve = "/prompts/support/versions/v2/approve"
+
+    async def refused() -> str:
+        status, answer = await b.call("abe", "POST", approve, {})
+        assert (status, answer["error"]["code"]) == (409, "suite_required"), answer
+        message: str = answer["error"]["message"]
+        return message
+
+    def cases(checks: dict[str, Any]) -> list[dict[str, Any]]:
+        ask = [{"role": "user", "content": "hello"}]
+        return [{"name": "one", "variables": {"product": "X"}, "messages": ask, "checks": checks}]
+
+    failing, passing = cases({"contains": "never-in-an-answer"}), cases({"max_latency_ms": 60000})
+    await a.ok("ann", "POST", "/datasets", {"name": "faq", "cases": failing})
+    await a.ok("ann", "POST", "/datasets", {"name": "other", "cases": passing})
+    test = "/prompts/support/versions/v2/test"
+    assert (await b.ok("ann", "POST", test, {"dataset": "faq"}))["passed"] == 0
+    assert "failed" in await refused()
+    assert (await b.ok("ann", "POST", test, {"dataset": "other"}))["passed"] == 1
+    assert "failed" in await refused()  # another dataset's pass does not count
+    await b.ok("ann", "PUT", "/datasets/faq/cases", {"cases": passing})  # revision 2
+    assert (await a.ok("ann", "POST", test, {"dataset": "faq"}))["passed"] == 1
+    status, answer = await a.call("ann", "POST", approve, {})
     assert (status, answer["error"]["code"]) == (409, "self_approval")
     approved = await b.ok("abe", "POST", "/prompts/support/versions/v2/approve", {})
     assert (approved["approved_by"], approved["created_by"]) == ("abe", "ann")
