@@ -172,7 +172,7 @@ async def rollback(request: web.Request) -> web.Response:
     if body.to == "before_rollout":
         entry = await _before_rollout(request, name, by, body.reason)
     else:
-        entry = await store.rollback(name, by, body.to)
+        entry = await store.rollback(name, by, body.to, body.reason or "")
     await written(request)
     return json_answer(entry.to_json())
 

@@ -85,7 +85,9 @@ class Store(Protocol):
         """Checked against the versions and written in one atomic step, with history."""
         ...
 
-    async def rollback(self, name: str, by: str, to: str | None = None) -> HistoryEntry:
+    async def rollback(
+        self, name: str, by: str, to: str | None = None, reason: str = ""
+    ) -> HistoryEntry:
         """The routing before the last routing change, or right after entry `to`."""
         ...
 

@@ -132,10 +132,13 @@ class MemoryStore:
             self._add(name, entry)
             return entry
 
-    async def rollback(self, name: str, by: str, to: str | None = None) -> HistoryEntry:
+    async def rollback(
+        self, name: str, by: str, to: str | None = None, reason: str = ""
+    ) -> HistoryEntry:
         async with self._lock:
             versions = self._require(name)
             restored, why, detail = rollback_target(name, self._history.get(name, []), to)
+            why = f"{reason}: {why}" if reason else why
             check_routing(restored, versions)
             entry = routing_entry("rollback", by, self._routing.get(name), restored, why, detail)
             self._routing[name] = restored

@@ -292,13 +292,16 @@ class RedisStore:
             watched = [keys.versions(name), keys.routing(name), keys.history(name)]
             return await self._writer.transact(name, watched, plan)
 
-    async def rollback(self, name: str, by: str, to: str | None = None) -> HistoryEntry:
+    async def rollback(
+        self, name: str, by: str, to: str | None = None, reason: str = ""
+    ) -> HistoryEntry:
         keys = self.keys
 
         async def plan() -> tuple[HistoryEntry, Writes | None]:
             versions = await self._versions(name)
             raw = await self._client.lrange(keys.history(name), 0, -1)
             restored, why, detail = rollback_target(name, [decode_entry(r) for r in raw], to)
+            why = f"{reason}: {why}" if reason else why
             check_routing(restored, versions)
             entry = routing_entry("rollback", by, await self._routing(name), restored, why, detail)
             return entry, self._routing_writes(name, restored, entry)

@@ -254,7 +254,8 @@ async def test_one_history_with_ids_and_rollback_that_undoes_instead_of_toggling
         assert datetime.fromisoformat(entry["at"].replace("Z", "+00:00")).tzinfo is not None
     assert [e["by"] for e in history[:5]] == ["oli", "oli", "oli", "abe", "ann"]
     # Undo steps back one change at a time: 100 → 50/50 → 90/10, never back and forth.
-    first = await api.ok("oli", "POST", "/prompts/support/rollback", {})
+    first = await api.ok("oli", "POST", "/prompts/support/rollback", {"reason": "too slow"})
+    assert first["reason"].startswith("too slow: rollback of ")
     second = await api.ok("oli", "POST", "/prompts/support/rollback", {})
     assert [first["after"]["weights"], second["after"]["weights"]] == routings[1::-1]
     # To any entry: the routing as it was right after it.
