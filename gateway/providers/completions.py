@@ -59,26 +59,5 @@ class CompletionStream(OpenAIStream):
 
     __slots__ = ()
 
-    def _passes(self, chunk: Any) -> bool:
-        if not isinstance(chunk, dict):
-            raise UpstreamError(
-                "bad_response", "provider sent a stream chunk that is not an object"
-            )
-        if "error" in chunk:
-            err = chunk["error"] if isinstance(chunk["error"], dict) else {}
-            raise UpstreamError(
-                "server_error", f"provider stream error: {err.get('message', '')}"[:300]
-            )
-        choices = chunk.get("choices")
-        if choices is not None and not isinstance(choices, list):
-            raise UpstreamError("bad_response", "provider stream chunk has bad choices")
-        if not self.content_started and choices:
-            first = choices[0] if isinstance(choices[0], dict) else {}
-            if first.get("text") or first.get("finish_reason"):
-                self.content_started = True
-        usage = chunk.get("usage")
-        if usage:
-            self.usage = usage_from_openai(usage)
-            if not choices and not self.include_usage:
-                return False  # the usage chunk we asked for on the client's behalf
-        return True
+    def _starts(self, first: Any) -> bool:
+        return isinstance(first, dict) and bool(first.get("text") or first.get("finish_reason"))

@@ -125,18 +125,20 @@ class OpenAIStream:
         if choices is not None and not isinstance(choices, list):
             raise UpstreamError("bad_response", "provider stream chunk has bad choices")
         if not self.content_started and choices:
-            first = choices[0]
-            delta = first.get("delta") if isinstance(first, dict) else None
-            if not isinstance(delta, dict):
-                raise UpstreamError("bad_response", "provider stream chunk has no delta")
-            if delta.get("content") or delta.get("tool_calls") or first.get("finish_reason"):
-                self.content_started = True
+            self.content_started = self._starts(choices[0])
         usage = chunk.get("usage")
         if usage:
             self.usage = usage_from_openai(usage)
             if not choices and not self.include_usage:
                 return False  # the usage chunk we asked for on the client's behalf
         return True
+
+    def _starts(self, first: Any) -> bool:
+        """Whether the first choice of a chunk carries the answer's first token."""
+        delta = first.get("delta") if isinstance(first, dict) else None
+        if not isinstance(delta, dict):
+            raise UpstreamError("bad_response", "provider stream chunk has no delta")
+        return bool(delta.get("content") or delta.get("tool_calls") or first.get("finish_reason"))
 
 
 def _one_usual_event(chunk: bytes) -> bool:

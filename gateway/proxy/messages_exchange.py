@@ -6,7 +6,6 @@ over across types on the same request."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +14,6 @@ import orjson
 from gateway.config.routes import Target
 from gateway.errors import UpstreamError
 from gateway.providers.anthropic_stream import loads
-from gateway.providers.base import UpstreamRequest, passed_back
 from gateway.providers.messages_from_chat import message_from_chat, stream_error_event
 from gateway.providers.messages_from_chat_stream import ChatToMessagesStream
 from gateway.providers.messages_native import (
@@ -25,7 +23,7 @@ from gateway.providers.messages_native import (
     read_message,
 )
 from gateway.proxy.call import Call
-from gateway.proxy.pipeline import Completed
+from gateway.proxy.pipeline import Completed, chat_cannot_carry, fetch
 from gateway.proxy.relay import StreamStart, start_stream
 from gateway.proxy.runtime import ProviderRuntime
 
@@ -57,16 +55,8 @@ class MessagesExchange:
         return orjson.dumps({**self._native, "model": target.model})
 
     def _translatable(self) -> None:
-        """A chat target cannot carry what only the Anthropic Messages API has: it is
-        ineligible (the next target is tried; a 400 naming the field if none is left)."""
-        name = self.untranslatable
-        if name is not None:
-            raise UpstreamError(
-                "unsupported",
-                f"'{name}' uses what only the Anthropic Messages API has; this target speaks chat "
-                "completions only",
-                param=name,
-            )
+        if self.untranslatable is not None:
+            raise chat_cannot_carry(self.untranslatable, "Anthropic Messages")
 
     async def complete(
         self, call: Call, provider: ProviderRuntime, target: Target, timeout_s: float
@@ -76,13 +66,13 @@ class MessagesExchange:
         if speaks_messages(provider):
             body = self._native_body(call, target)
             request = native_request(provider.config, body, False, self.headers)
-            raw, back = await _fetch(provider, call.stamp(request), timeout_s, True)
+            raw, back = await fetch(provider, call.stamp(request), timeout_s, as_it_came=True)
             usage = read_message(raw)
             self.mode = "native"
             return raw, usage, back
         self._translatable()
         request = adapter.chat_request(provider.config, target.model, call.body, False)
-        raw, back = await _fetch(provider, call.stamp(request), timeout_s, False)
+        raw, back = await fetch(provider, call.stamp(request), timeout_s)
         chat, usage = adapter.chat_response(raw, target.model)
         answer = message_from_chat(loads(chat, "a response"), usage, target.model)
         self.mode = "translated"
@@ -123,26 +113,3 @@ class _Ending:
     def failed(self, error: UpstreamError) -> bytes:
         self.exchange.status = 502
         return stream_error_event(error)
-
-
-async def _fetch(
-    provider: ProviderRuntime, request: UpstreamRequest, timeout_s: float, native: bool
-) -> tuple[bytes, dict[str, str]]:
-    """One exchange: the answer's body and the headers the client gets back."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            response = await provider.transport.send(request, provider.config.connect_timeout_s)
-            try:
-                raw = await response.read()
-            finally:
-                response.release()
-    except TimeoutError:
-        raise UpstreamError("timeout", f"no answer within {timeout_s:.3g}s") from None
-    if response.status >= 300:
-        error = provider.adapter.error(response.status, response.headers, raw)
-        if native and error.reason == "client_error":
-            error.client_body = raw  # already in the client's API: as it came
-        raise error
-    back: dict[str, str] = {}
-    passed_back(response.headers, back)
-    return raw, back

@@ -156,6 +156,20 @@ async def exchange(
 ) -> Completed:
     """One attempt; `read` makes our answer of the provider's (None: the adapter's chat
     completion of `chat_model`, asked with `asked`)."""
+    raw, back = await fetch(provider, request, timeout_s)
+    if read is None:
+        body, usage = provider.adapter.chat_response(raw, chat_model, asked)
+    else:
+        body, usage = read(raw)
+    return body, usage, back
+
+
+async def fetch(
+    provider: ProviderRuntime, request: Any, timeout_s: float, as_it_came: bool = False
+) -> tuple[bytes, dict[str, str]]:
+    """One exchange: the provider's body and the headers the client gets back.
+    `as_it_came`: the client speaks the provider's own API, so an error that is the
+    client's fault goes back to it untouched."""
     try:
         async with asyncio.timeout(timeout_s):
             response = await provider.transport.send(request, provider.config.connect_timeout_s)
@@ -166,14 +180,23 @@ async def exchange(
     except TimeoutError:
         raise UpstreamError("timeout", f"no answer within {timeout_s:.3g}s") from None
     if response.status >= 300:
-        raise provider.adapter.error(response.status, response.headers, raw)
-    if read is None:
-        body, usage = provider.adapter.chat_response(raw, chat_model, asked)
-    else:
-        body, usage = read(raw)
+        error = provider.adapter.error(response.status, response.headers, raw)
+        if as_it_came and error.reason == "client_error":
+            error.client_body = raw
+        raise error
     back: dict[str, str] = {}
     passed_back(response.headers, back)
-    return body, usage, back
+    return raw, back
+
+
+def chat_cannot_carry(name: str, api: str) -> UpstreamError:
+    """A field only `api` has, asked of a target that speaks chat completions only: the
+    target is ineligible (the next one is tried; a 400 naming the field if none is left)."""
+    return UpstreamError(
+        "unsupported",
+        f"'{name}' uses what only the {api} API has; this target speaks chat completions only",
+        param=name,
+    )
 
 
 async def _answer(call: Call, run: EngineRun, attempts: Awaitable[Completed]) -> Answered:

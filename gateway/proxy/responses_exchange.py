@@ -16,7 +16,6 @@ import orjson
 
 from gateway.config.routes import Target
 from gateway.errors import UpstreamError
-from gateway.providers.base import UpstreamRequest, passed_back
 from gateway.providers.openai import OpenAIAdapter
 from gateway.providers.responses_chat import new_id, response_from_chat
 from gateway.providers.responses_chat_stream import ChatToResponsesStream
@@ -27,7 +26,7 @@ from gateway.providers.responses_native import (
     read_response,
 )
 from gateway.proxy.call import Call
-from gateway.proxy.pipeline import Completed
+from gateway.proxy.pipeline import Completed, chat_cannot_carry, fetch
 from gateway.proxy.relay import StreamStart, start_stream
 from gateway.proxy.runtime import ProviderRuntime
 from gateway.store.errors import StoreUnavailable
@@ -69,16 +68,8 @@ class ResponsesExchange:
         return native_body(self.body, target.model, [*prompt, *self.items], call.prompt_params)
 
     def _translatable(self) -> None:
-        """A chat target cannot carry what only the OpenAI Responses API has: it is
-        ineligible (the next target is tried; a 400 naming the field if none is left)."""
-        name = self.untranslatable
-        if name is not None:
-            raise UpstreamError(
-                "unsupported",
-                f"'{name}' uses what only the OpenAI Responses API has; this target speaks chat "
-                "completions only",
-                param=name,
-            )
+        if self.untranslatable is not None:
+            raise chat_cannot_carry(self.untranslatable, "OpenAI Responses")
 
     async def complete(
         self, call: Call, provider: ProviderRuntime, target: Target, timeout_s: float
@@ -89,7 +80,7 @@ class ResponsesExchange:
             assert isinstance(adapter, OpenAIAdapter)
             body = self._native_body(call, target)
             request = native_request(adapter, provider.config, target.model, body)
-            raw, back = await _fetch(provider, call.stamp(request), timeout_s)
+            raw, back = await fetch(provider, call.stamp(request), timeout_s)
             data, usage = read_response(raw)
             if self.body.get("previous_response_id"):  # resolved here: say which it was
                 data["previous_response_id"] = self.body["previous_response_id"]
@@ -98,7 +89,7 @@ class ResponsesExchange:
             return raw, usage, back
         self._translatable()
         request = adapter.chat_request(provider.config, target.model, call.body, False)
-        raw, back = await _fetch(provider, call.stamp(request), timeout_s)
+        raw, back = await fetch(provider, call.stamp(request), timeout_s)
         chat, usage = adapter.chat_response(raw, target.model)
         data = response_from_chat(chat, usage, self.body, self.response_id)
         self.answer, self.mode = data, "translated"
@@ -156,23 +147,3 @@ class _Ending:
     def failed(self, error: UpstreamError) -> bytes:
         self.exchange.status = 502
         return self.translator.failed(error)
-
-
-async def _fetch(
-    provider: ProviderRuntime, request: UpstreamRequest, timeout_s: float
-) -> tuple[bytes, dict[str, str]]:
-    """One exchange: the answer's body and the headers the client gets back."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            response = await provider.transport.send(request, provider.config.connect_timeout_s)
-            try:
-                raw = await response.read()
-            finally:
-                response.release()
-    except TimeoutError:
-        raise UpstreamError("timeout", f"no answer within {timeout_s:.3g}s") from None
-    if response.status >= 300:
-        raise provider.adapter.error(response.status, response.headers, raw)
-    back: dict[str, str] = {}
-    passed_back(response.headers, back)
-    return raw, back
