@@ -24,6 +24,7 @@ from gateway.store.base import Store, seed_prompts
 from gateway.store.errors import StoreUnavailable
 from gateway.store.follower import PromptsHolder
 from gateway.store.memory import MemoryStore
+from gateway.store.prompt_records import decode_entry, decode_version
 from gateway.store.redis import RedisStore
 from gateway.store.redis_connect import SentinelTarget, parse_sentinel_url
 from gateway.telemetry.metrics import Metrics
@@ -564,3 +565,23 @@ def test_bad_sentinel_urls_never_repeat_the_password(url: str) -> None:
     with pytest.raises(ValueError) as err:
         parse_sentinel_url(url)
     assert "secret" not in str(err.value)
+
+
+def test_records_written_before_history_kinds_and_approvals_still_decode() -> None:
+    """A Redis written by the previous release: a routing change without id or kind, a
+    version approved once with `approved_by`."""
+    old_change = b'{"at": 1700000000.5, "by": "alice", "reason": "canary", "before": null,'
+    old_change += (
+        b' "after": {"weights": {"v1": 100}, "shadow": {"versions": [], "sample_rate": 0}}}'
+    )
+    entry = decode_entry(old_change)
+    assert (entry.kind, entry.by, entry.reason) == ("routing", "alice", "canary")
+    assert entry.id and entry.routing_after == Routing({"v1": 100})
+    old_version = (
+        b'{"version": "v1", "hash": "h", "status": "approved", "model": "chat",'
+        b' "messages": [], "created_by": "ann", "approved_by": "bob",'
+        b' "approved_at": 1700000001.0, "approval_note": "ok"}'
+    )
+    version = decode_version(old_version)
+    assert version.approved_by == "bob"
+    assert [(a.by, a.at, a.note) for a in version.approvals] == [("bob", 1700000001.0, "ok")]
