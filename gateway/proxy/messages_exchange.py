@@ -23,7 +23,7 @@ from gateway.providers.messages_native import (
     read_message,
 )
 from gateway.proxy.call import Call
-from gateway.proxy.pipeline import Completed, chat_cannot_carry, fetch
+from gateway.proxy.pipeline import Completed, as_sent, chat_cannot_carry, exchange
 from gateway.proxy.relay import StreamStart, start_stream
 from gateway.proxy.runtime import ProviderRuntime
 
@@ -66,13 +66,15 @@ class MessagesExchange:
         if speaks_messages(provider):
             body = self._native_body(call, target)
             request = native_request(provider.config, body, False, self.headers)
-            raw, back = await fetch(provider, call.stamp(request), timeout_s, as_it_came=True)
+            raw, _, back = await exchange(
+                provider, call.stamp(request), timeout_s, as_sent, as_it_came=True
+            )
             usage = read_message(raw)
             self.mode = "native"
             return raw, usage, back
         self._translatable()
         request = adapter.chat_request(provider.config, target.model, call.body, False)
-        raw, back = await fetch(provider, call.stamp(request), timeout_s)
+        raw, _, back = await exchange(provider, call.stamp(request), timeout_s, as_sent)
         chat, usage = adapter.chat_response(raw, target.model)
         answer = message_from_chat(loads(chat, "a response"), usage, target.model)
         self.mode = "translated"

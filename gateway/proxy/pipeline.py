@@ -153,21 +153,10 @@ async def exchange(
     read: ReadAnswer | None,
     chat_model: str = "",
     asked: Mapping[str, Any] | None = None,
+    as_it_came: bool = False,
 ) -> Completed:
     """One attempt; `read` makes our answer of the provider's (None: the adapter's chat
-    completion of `chat_model`, asked with `asked`)."""
-    raw, back = await fetch(provider, request, timeout_s)
-    if read is None:
-        body, usage = provider.adapter.chat_response(raw, chat_model, asked)
-    else:
-        body, usage = read(raw)
-    return body, usage, back
-
-
-async def fetch(
-    provider: ProviderRuntime, request: Any, timeout_s: float, as_it_came: bool = False
-) -> tuple[bytes, dict[str, str]]:
-    """One exchange: the provider's body and the headers the client gets back.
+    completion of `chat_model`, asked with `asked`; `as_sent`: its body untouched).
     `as_it_came`: the client speaks the provider's own API, so an error that is the
     client's fault goes back to it untouched."""
     try:
@@ -184,9 +173,18 @@ async def fetch(
         if as_it_came and error.reason == "client_error":
             error.client_body = raw
         raise error
+    if read is None:
+        body, usage = provider.adapter.chat_response(raw, chat_model, asked)
+    else:
+        body, usage = read(raw)
     back: dict[str, str] = {}
     passed_back(response.headers, back)
-    return raw, back
+    return body, usage, back
+
+
+def as_sent(raw: bytes) -> tuple[bytes, Usage | None]:
+    """A `read` for `exchange` that keeps the provider's body as it came."""
+    return raw, None
 
 
 def chat_cannot_carry(name: str, api: str) -> UpstreamError:

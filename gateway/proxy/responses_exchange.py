@@ -26,7 +26,7 @@ from gateway.providers.responses_native import (
     read_response,
 )
 from gateway.proxy.call import Call
-from gateway.proxy.pipeline import Completed, chat_cannot_carry, fetch
+from gateway.proxy.pipeline import Completed, as_sent, chat_cannot_carry, exchange
 from gateway.proxy.relay import StreamStart, start_stream
 from gateway.proxy.runtime import ProviderRuntime
 from gateway.store.errors import StoreUnavailable
@@ -80,7 +80,7 @@ class ResponsesExchange:
             assert isinstance(adapter, OpenAIAdapter)
             body = self._native_body(call, target)
             request = native_request(adapter, provider.config, target.model, body)
-            raw, back = await fetch(provider, call.stamp(request), timeout_s)
+            raw, _, back = await exchange(provider, call.stamp(request), timeout_s, as_sent)
             data, usage = read_response(raw)
             if self.body.get("previous_response_id"):  # resolved here: say which it was
                 data["previous_response_id"] = self.body["previous_response_id"]
@@ -89,7 +89,7 @@ class ResponsesExchange:
             return raw, usage, back
         self._translatable()
         request = adapter.chat_request(provider.config, target.model, call.body, False)
-        raw, back = await fetch(provider, call.stamp(request), timeout_s)
+        raw, _, back = await exchange(provider, call.stamp(request), timeout_s, as_sent)
         chat, usage = adapter.chat_response(raw, target.model)
         data = response_from_chat(chat, usage, self.body, self.response_id)
         self.answer, self.mode = data, "translated"
