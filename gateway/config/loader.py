@@ -8,7 +8,6 @@ ones, and builds an immutable `GatewayConfig` with a content hash. A request use
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from gateway.config.features import (
     rollout_section,
     shadow_section,
 )
+from gateway.config.keys import ClientKey, Team, keys_section, teams_section
 from gateway.config.prompts import PromptConfig, prompts_section
 from gateway.config.responses import ResponsesConfig, responses_section
 from gateway.config.routes import (
@@ -56,10 +56,9 @@ __all__ = [
     "ServerConfig",
     "ShadowConfig",
     "Target",
+    "Team",
     "load_config",
 ]
-
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -101,16 +100,6 @@ class Pricing:
 
 
 @dataclass(frozen=True)
-class ClientKey:
-    name: str
-    sha256: str
-    routes: frozenset[str] | None  # None: every route
-
-    def allows(self, route: str) -> bool:
-        return self.routes is None or route in self.routes
-
-
-@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "info"
     access_log: bool = True
@@ -139,6 +128,7 @@ class GatewayConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     control: Control = field(default_factory=Control)
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
+    teams: Mapping[str, Team] = field(default_factory=dict)
 
 
 def load_config(
@@ -155,7 +145,8 @@ def load_config(
     providers, unusable = providers_section(root.table("providers"))
     models = models_section(root.table("models"), providers, unusable)
     pricing = _pricing(root.table("pricing"))
-    keys = _keys(root, set(models))
+    teams = teams_section(root.table("teams"))
+    keys = keys_section(root, set(models), teams)
     prompts = prompts_section(root.table("prompts"), models, providers)
     logging_ = root.table("logging")
     log_cfg = LoggingConfig(
@@ -188,6 +179,7 @@ def load_config(
         rollout=rollout,
         control=control,
         responses=responses,
+        teams=teams,
     )
 
 
@@ -247,31 +239,3 @@ def _pricing(t: Table) -> dict[str, Pricing]:
         )
         p.done()
     return prices
-
-
-def _keys(root: Table, route_names: set[str]) -> tuple[ClientKey, ...]:
-    keys: list[ClientKey] = []
-    names: set[str] = set()
-    for i, raw in enumerate(root.array("keys", [])):
-        k = Table(root.loader, raw, f"keys[{i}]")
-        name = k.text("name")
-        if name in names:
-            raise k.loader.error(k.key("name"), f"duplicate key name {name!r}")
-        names.add(name)
-        digest = k.text("sha256").lower()
-        if not _SHA256.match(digest):
-            raise k.loader.error(k.key("sha256"), "must be 64 hex digits (sha256 of the token)")
-        routes = k.array("routes", None)
-        if routes is not None:
-            for j, route in enumerate(routes):
-                if not isinstance(route, str):
-                    raise k.loader.error(f"{k.key('routes')}[{j}]", "must be a string")
-                if not route.startswith("prompt:") and route not in route_names:
-                    raise k.loader.error(f"{k.key('routes')}[{j}]", f"unknown route {route!r}")
-        keys.append(
-            ClientKey(
-                name=name, sha256=digest, routes=None if routes is None else frozenset(routes)
-            )
-        )
-        k.done()
-    return tuple(keys)
