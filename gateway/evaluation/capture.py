@@ -34,8 +34,8 @@ log = logging.getLogger("gateway.capture")
 REDACTED = "[REDACTED]"
 CHAT_PATH = "/v1/chat/completions"
 # Requests planned as chat calls: a Responses or Messages request's client part is kept
-# in chat form.
-CAPTURED_PATHS = (CHAT_PATH, "/v1/responses", "/v1/messages")
+# in chat form; a legacy completion's `prompt` is kept among its params.
+CAPTURED_PATHS = (CHAT_PATH, "/v1/responses", "/v1/messages", "/v1/completions")
 _NOT_PARAMS = ("model", "messages", "prompt_variables")  # kept apart
 
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -54,7 +55,7 @@ async def start_replay(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise Invalid(str(exc), param="since") from None
     captures = await request.config_dict[CAPTURE].log.query(name, since, ask.limit, ask.route)
-    captures = [c for c in captures if c.get("request")]
+    captures = [c for c in captures if _chat_request(c)]
     if not captures:
         raise Conflict(
             f"No captured requests of prompt '{name}' in the last {ask.since}"
@@ -105,3 +106,10 @@ def add_replay_routes(admin: web.Application) -> None:
     admin.router.add_post("/prompts/{name}/replays", start_replay)
     admin.router.add_get("/prompts/{name}/replays", list_replays)
     admin.router.add_get("/prompts/{name}/replays/{replay}", show_replay)
+
+
+def _chat_request(capture: Mapping[str, Any]) -> bool:
+    """A replay sends chat bodies: a legacy completion's capture (a `prompt` param) is
+    not one, and neither is a capture without its request."""
+    request = capture.get("request")
+    return isinstance(request, dict) and "prompt" not in (request.get("params") or {})

@@ -1,6 +1,6 @@
 """The text of an answer, kept only when a feature asks for it (shadow comparison,
-capture): read from an answer body (a chat completion, a Responses object, a Messages
-answer), or collected from a stream's chunks or events."""
+capture): read from an answer body (a chat completion, a text completion, a Responses
+object, a Messages answer), or collected from a stream's chunks or events."""
 
 from __future__ import annotations
 
@@ -18,7 +18,11 @@ def answer_text(body: bytes) -> str | None:
                 return _blocks_text(data["content"])
             if "output" in data:  # a Responses object
                 return _output_text(data["output"])
-        message = data["choices"][0]["message"]
+        choice = data["choices"][0]
+        if "message" not in choice:  # a legacy text completion
+            text = choice["text"]
+            return text if isinstance(text, str) else None
+        message = choice["message"]
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
         return None
     return _message_text(message)
@@ -77,9 +81,11 @@ class StreamAnswer:
                 self._event(block)
                 continue
             try:
-                chunk = orjson.loads(block[6:])
-                delta = chunk["choices"][0]["delta"]
-            except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+                choice = orjson.loads(block[6:])["choices"][0]
+                delta = choice.get("delta")
+                if delta is None:  # a legacy text completion's chunk
+                    delta = {"content": choice.get("text")}
+            except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
                 continue
             content = delta.get("content") if isinstance(delta, dict) else None
             if isinstance(content, str):

@@ -96,7 +96,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/v1/responses", create_response)
-    app.router.add_post("/v1/completions", completions.completions)
+    app.router.add_post(completions.COMPLETIONS_PATH, completions.completions)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", show_model)
     app.router.add_post("/v1/messages", create_message)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -150,14 +150,19 @@ class Prompted(NamedTuple):
     params: Mapping[str, Any]  # the version's
 
 
+PromptedAs = Callable[[PromptVersion, Mapping[str, Any], Mapping[str, Any]], Prompted]
+
+
 def new_call(
     request: web.Request,
     runtime: Runtime,
     body: dict[str, Any],
     key: ClientKey | None,
     stream: bool = False,
+    prompted_as: PromptedAs | None = None,
 ) -> Call:
-    """Plan the route and build the body to send; the observers see the call first."""
+    """Plan the route and build the body to send; the observers see the call first.
+    `prompted_as`: how a prompt's version joins the body (chat messages by default)."""
     model = body.get("model")
     if type(model) is not str:  # the usual case costs one check
         model = check_field(body, "model", str, "a string", required=True)
@@ -178,7 +183,7 @@ def new_call(
             key,
             sticky if isinstance(sticky, str) else None,
         )
-        prompted = prompted_body(version, body, upstream_body)
+        prompted = (prompted_as or prompted_body)(version, body, upstream_body)
         upstream_body = prompted.body
     else:
         plan = plan_model_route(runtime, model, key)

@@ -237,14 +237,19 @@ def _failed(call: Call, run: EngineRun, error: ApiError | UpstreamError) -> Answ
     return Answered(response, status, error.reason)
 
 
-async def run_unattended(call: Call, run: EngineRun) -> Ending:
+async def run_unattended(
+    call: Call,
+    run: EngineRun,
+    attempt: Attempt[Completed] = complete_chat,
+    opener: Attempt[StreamStart] = open_stream,
+) -> Ending:
     """A call nobody waits on (a shadow copy, a test run, a replay): through the engine
     as any call, a stream read to its end with nobody to send it to."""
     try:
         if not call.stream:
-            raw, usage, _ = await run.first_success(complete_chat)
+            raw, usage, _ = await run.first_success(attempt)
             return Answered(None, 200, usage=usage, answer=answer_text(raw))
-        start: StreamStart = await run.first_success(open_stream)
+        start: StreamStart = await run.first_success(opener)
     except ApiError as error:  # every target failed, or the deadline passed
         return Answered(None, error.status, run.failure)
     except UpstreamError as error:  # the provider says the request is wrong

@@ -26,6 +26,12 @@ from gateway.config.routes import RouteConfig, Target
 from gateway.errors import DomainError
 from gateway.prompts.versions import PromptVersion, render_messages
 from gateway.proxy.call import SHADOW, Call
+from gateway.proxy.completions import (
+    COMPLETIONS_PATH,
+    complete_text,
+    open_text_stream,
+    prompted_text,
+)
 from gateway.proxy.engine import EngineRun
 from gateway.proxy.observers import IGNORE, WATCH_ANSWER
 from gateway.proxy.pipeline import record_of, run_unattended
@@ -36,8 +42,9 @@ from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.recorder import RequestRecord, Telemetry
 
 log = logging.getLogger("gateway.shadow")
-# The ingresses whose calls are chat calls inside: their copies are chat calls too.
-CHAT_LIKE = ("/chat/completions", "/responses", "/messages")
+# The ingresses whose calls are chat calls inside: their copies are chat calls too;
+# a legacy completion's copy is a completion.
+MIRRORED = ("/chat/completions", "/responses", "/messages", "/v1/completions")
 
 
 @dataclass(frozen=True)
@@ -115,7 +122,7 @@ class ShadowRunner:
     # --- RequestObserver ---------------------------------------------------------------
 
     def on_start(self, call: Call) -> int:
-        if self._prompts is None or not call.path.endswith(CHAT_LIKE):
+        if self._prompts is None or not call.path.endswith(MIRRORED):
             return IGNORE
         mirrors: list[VersionMirror | TargetMirror] = []
         plan = call.plan
@@ -242,7 +249,11 @@ class ShadowRunner:
             )
         else:
             run = EngineRun(call)
-            record = record_of(call, run, await run_unattended(call, run))
+            if call.path == COMPLETIONS_PATH:
+                ending = await run_unattended(call, run, complete_text, open_text_stream)
+            else:
+                ending = await run_unattended(call, run)
+            record = record_of(call, run, ending)
         self._telemetry.record(record, runtime.config)
         self._count(job, "ok" if record.status == 200 else "error")
         self.log.add(job.kind, job.name, _pair(job, Side.of(record), record.answer))
@@ -278,6 +289,9 @@ def _version_body(job: _Job, mirror: VersionMirror) -> dict[str, Any]:
     """The shadow version rendered with the primary's variables, before the client's
     own messages; its params as defaults the client's own override."""
     client = job.primary_call.client_body
+    if job.primary_call.path == COMPLETIONS_PATH:
+        own = {k: v for k, v in client.items() if k != "prompt_variables"}
+        return prompted_text(mirror.shadow, client, own).body
     rendered = render_messages(mirror.shadow.content, job.primary_call.variables)
     return {
         **mirror.shadow.content.params,
