@@ -36,6 +36,9 @@ class ProviderConfig:
     breaker_min_requests: int = 20
     breaker_window_s: float = 30.0
     breaker_cooldown_s: float = 30.0
+    # Anthropic: how `reasoning_effort` becomes thinking. "auto" decides by the model's
+    # name (adaptive thinking for Claude 4.6 and later, a token budget before them).
+    thinking: Literal["auto", "adaptive", "budget"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -118,11 +121,19 @@ def _provider(t: Table, name: str) -> ProviderConfig:
         breaker_min_requests=t.integer("breaker_min_requests", d.breaker_min_requests, minimum=1),
         breaker_window_s=t.number("breaker_window_s", d.breaker_window_s, minimum=0.1),
         breaker_cooldown_s=t.number("breaker_cooldown_s", d.breaker_cooldown_s),
+        thinking=_thinking(t),
     )
     if not 0 < cfg.breaker_error_rate <= 1:
         raise t.loader.error(t.key("breaker_error_rate"), "must be in (0, 1]")
     t.done()
     return cfg
+
+
+def _thinking(t: Table) -> Literal["auto", "adaptive", "budget"]:
+    value = t.text("thinking", "auto")
+    if value not in ("auto", "adaptive", "budget"):
+        raise t.loader.error(t.key("thinking"), "must be 'auto', 'adaptive' or 'budget'")
+    return value  # type: ignore[return-value]
 
 
 def models_section(

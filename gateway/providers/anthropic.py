@@ -32,6 +32,7 @@ from gateway.providers.anthropic_params import (
     json_tool,
     legacy_tools,
     thinking_config,
+    thinks_adaptively,
     with_json_tool,
 )
 from gateway.providers.anthropic_stream import AnthropicStream, loads
@@ -225,9 +226,12 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     return out
 
 
-def translate_request(body: Mapping[str, Any], model: str, stream: bool) -> dict[str, Any]:
+def translate_request(
+    body: Mapping[str, Any], model: str, stream: bool, thinking_mode: str = "auto"
+) -> dict[str, Any]:
     """An OpenAI chat body as an Anthropic Messages body; raises `ApiError` 400 for a
-    malformed body, `UpstreamError("unsupported")` for one Anthropic cannot honour."""
+    malformed body, `UpstreamError("unsupported")` for one Anthropic cannot honour.
+    `thinking_mode`: the provider's `thinking` setting."""
     check_eligible(body)
     system, messages = _messages(body.get("messages"))
     max_tokens = body.get("max_completion_tokens")
@@ -258,11 +262,17 @@ def translate_request(body: Mapping[str, Any], model: str, stream: bool) -> dict
         out["tools"] = anthropic_tools
     if anthropic_choice is not None:
         out["tool_choice"] = anthropic_choice
-    thinking, out["max_tokens"] = thinking_config(
-        body, anthropic_choice, DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+    thinking = thinking_config(
+        body,
+        anthropic_choice,
+        DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
+        thinks_adaptively(model, thinking_mode),
     )
-    if thinking is not None:
-        out["thinking"] = thinking
+    out["max_tokens"] = thinking.max_tokens
+    if thinking.thinking is not None:
+        out["thinking"] = thinking.thinking
+    if thinking.output_config is not None:
+        out["output_config"] = thinking.output_config
     if stream:
         out["stream"] = True
     return out
@@ -289,7 +299,7 @@ class AnthropicAdapter:
         key = provider.api_key.reveal()
         if key:
             headers["x-api-key"] = key
-        payload = orjson.dumps(translate_request(body, model, stream))
+        payload = orjson.dumps(translate_request(body, model, stream, provider.thinking))
         return UpstreamRequest(f"{provider.base_url}/v1/messages", headers, payload)
 
     def chat_response(

@@ -7,8 +7,10 @@ Adapted:
 - `response_format` `json_schema` / `json_object`: a tool whose `input_schema` is the
   schema, forced with `tool_choice`; its input comes back as the message's JSON text
   (`AnswerShape.json_tool`), `finish_reason` "stop".
-- `reasoning_effort`: a thinking budget (`THINKING_BUDGETS`); thinking is left off where
-  Anthropic cannot think under the request's other terms (`thinking_config`).
+- `reasoning_effort`: adaptive thinking with `output_config.effort` on Claude 4.6 and
+  later (`ADAPTIVE_EFFORTS`; the newest models refuse a token budget), a thinking
+  budget before them (`THINKING_BUDGETS`); thinking is left off where Anthropic cannot
+  think under the request's other terms (`thinking_config`).
 - legacy `functions` / `function_call`: tools and tool choice; the answer's tool call
   comes back as `function_call` (`AnswerShape.functions`).
 
@@ -34,6 +36,20 @@ THINKING_BUDGETS: dict[str, int | None] = {
     "high": 16384,
     "xhigh": 32768,
 }
+# reasoning_effort → `output_config.effort` where the model thinks adaptively.
+ADAPTIVE_EFFORTS: dict[str, str | None] = {
+    "none": None,
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "max",
+}
+# Claude 4.6 and later, by name (Anthropic's ids and cloud ids such as
+# `anthropic.claude-opus-4-6-v1`); dated ids like `claude-sonnet-4-20250514` are 4.0.
+_ADAPTIVE_MODEL = re.compile(
+    r"claude-(?:opus|sonnet|haiku)-4-[6-9](?!\d)|claude-[a-z]+-(?:[5-9]|[1-9]\d)(?!\d)|mythos|fable"
+)
 JSON_TOOL = "json_answer"  # the forced tool's name when the schema has no usable name
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
@@ -163,18 +179,36 @@ def with_json_tool(
     return [*tools, tool], out
 
 
+def thinks_adaptively(model: str, mode: str) -> bool:
+    """`mode`: the provider's `thinking` setting (auto, adaptive, budget)."""
+    return mode == "adaptive" or (mode == "auto" and bool(_ADAPTIVE_MODEL.search(model)))
+
+
+class Thinking(NamedTuple):
+    thinking: dict[str, Any] | None
+    max_tokens: int
+    output_config: dict[str, Any] | None = None
+
+
 def thinking_config(
-    body: Mapping[str, Any], tool_choice: dict[str, Any] | None, max_tokens: int
-) -> tuple[dict[str, Any] | None, int]:
-    """`(thinking, max_tokens)` for `reasoning_effort`. Thinking is a hint, left off
+    body: Mapping[str, Any],
+    tool_choice: dict[str, Any] | None,
+    max_tokens: int,
+    adaptive: bool = False,
+) -> Thinking:
+    """Thinking and `max_tokens` for `reasoning_effort`. Adaptive: the effort goes in
+    `output_config` (it bounds every token of the answer), thinking as Anthropic decides.
+    Budgeted: `max_tokens` must exceed the budget; when it does not, it is raised by
+    it. Either way thinking is a hint, left off
     where Anthropic refuses it alongside the request's other terms, which carry the
     answer's meaning: a forced tool (also for `response_format`), a temperature other
     than 1, `top_k`, `top_p` under 0.95, and a tool loop's continuation (the assistant
-    turn it continues carried no thinking block to send back). `max_tokens` must exceed
-    the budget: when it does not, it is raised by the budget."""
-    budget = THINKING_BUDGETS.get(str(body.get("reasoning_effort")))
+    turn it continues carried no thinking block to send back)."""
+    effort = str(body.get("reasoning_effort"))
+    budget = THINKING_BUDGETS.get(effort)
     if budget is None:
-        return None, max_tokens
+        return Thinking(None, max_tokens)
+    output_config = {"effort": ADAPTIVE_EFFORTS[effort]} if adaptive else None
     temperature, top_p = body.get("temperature"), body.get("top_p")
     messages = body.get("messages")
     last = messages[-1] if isinstance(messages, list) and messages else None
@@ -185,7 +219,9 @@ def thinking_config(
         or (_is_number(top_p) and top_p < 0.95)
         or (isinstance(last, dict) and last.get("role") in ("tool", "function"))
     ):
-        return None, max_tokens
+        return Thinking(None, max_tokens, output_config)
+    if adaptive:
+        return Thinking({"type": "adaptive"}, max_tokens, output_config)
     if max_tokens <= budget:
         max_tokens += budget
-    return {"type": "enabled", "budget_tokens": budget}, max_tokens
+    return Thinking({"type": "enabled", "budget_tokens": budget}, max_tokens)

@@ -13,7 +13,7 @@ import pytest
 from gateway.config.loader import ProviderConfig, Secret
 from gateway.errors import UpstreamError
 from gateway.providers.anthropic import AnthropicAdapter
-from gateway.providers.anthropic_params import THINKING_BUDGETS
+from gateway.providers.anthropic_params import ADAPTIVE_EFFORTS, THINKING_BUDGETS
 from gateway.providers.base import Usage
 from gateway.providers.sse import SSEReader
 
@@ -229,6 +229,52 @@ def test_thinking_is_left_off_where_anthropic_refuses_it(fields: dict[str, Any])
     body = translate(reasoning_effort="high", **fields)
     assert "thinking" not in body
     assert body["max_tokens"] == 4096
+
+
+ADAPTIVE = ["claude-opus-4-6", "claude-sonnet-4-6", "claude-opus-4-7", "claude-opus-5"]
+ADAPTIVE += ["anthropic.claude-opus-4-6-v1", "claude-mythos-preview"]
+BUDGETED = ["claude-sonnet-4-5", "claude-sonnet-4-20250514", "claude-opus-4-1-20250805"]
+BUDGETED += ["claude-3-7-sonnet-20250219", "claude-haiku-4-5"]
+
+
+def translate_for(model: str, thinking: str = "auto", **body: Any) -> dict[str, Any]:
+    provider = ProviderConfig(name="a", type="anthropic", base_url="https://x", thinking=thinking)  # type: ignore[arg-type]
+    request = ADAPTER.chat_request(provider, model, {"messages": ASK, **body}, False)
+    data = orjson.loads(request.body)
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.mark.parametrize("model", ADAPTIVE)
+@pytest.mark.parametrize(("effort", "level"), [(k, v) for k, v in ADAPTIVE_EFFORTS.items() if v])
+def test_newest_models_think_adaptively_with_an_effort(model: str, effort: str, level: str) -> None:
+    body = translate_for(model, reasoning_effort=effort, max_tokens=500)
+    assert body["thinking"] == {"type": "adaptive"}  # a budget is refused there
+    assert body["output_config"] == {"effort": level}
+    assert body["max_tokens"] == 500  # no budget to make room for
+
+
+@pytest.mark.parametrize("model", BUDGETED)
+def test_older_models_keep_a_budget(model: str) -> None:
+    body = translate_for(model, reasoning_effort="medium")
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 8192}
+    assert "output_config" not in body
+
+
+def test_the_provider_setting_overrides_the_model_name() -> None:
+    assert translate_for("claude-next", "adaptive", reasoning_effort="low")["thinking"] == {
+        "type": "adaptive"
+    }
+    body = translate_for("claude-opus-4-6", "budget", reasoning_effort="low")
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 4096}
+
+
+def test_adaptive_effort_stays_where_thinking_is_left_off() -> None:
+    body = translate_for("claude-opus-4-7", reasoning_effort="high", temperature=0.2)
+    assert "thinking" not in body
+    assert body["output_config"] == {"effort": "high"}
+    body = translate_for("claude-opus-4-7", reasoning_effort="none")
+    assert "thinking" not in body and "output_config" not in body
 
 
 def test_thinking_is_left_off_in_a_tool_loop() -> None:
