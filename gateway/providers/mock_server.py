@@ -282,6 +282,19 @@ class _MockServer:
         events, half = anthropic_events(model, blocks, stop_reason, tokens, id_)
         return await self._stream(request, events, half, plan)
 
+    async def count_tokens(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic's token counter: the same count the mock's answers report."""
+        try:
+            body = await self._read(request)
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages:
+                raise BadRequest("messages: field required (a non-empty list)")
+        except BadRequest as exc:
+            return error("anthropic", 400, str(exc))
+        system = system_text(body.get("system"))
+        tokens = prompt_tokens(messages) + (count_tokens(system) if system else 0)
+        return json_answer({"input_tokens": tokens})
+
     async def responses(self, request: web.Request) -> web.StreamResponse:
         """OpenAI's Responses API, stateless: `previous_response_id` is refused."""
         try:
@@ -341,6 +354,7 @@ def create_mock_app(options: MockServerOptions | None = None) -> web.Application
     app.router.add_post("/v1/embeddings", server.embeddings)
     app.router.add_post(azure + "/embeddings", server.azure_embeddings)
     app.router.add_post("/v1/messages", server.messages)
+    app.router.add_post("/v1/messages/count_tokens", server.count_tokens)
     app.router.add_post("/v1/responses", server.responses)
     app.router.add_get("/v1/models", server.models)
     app.router.add_get("/healthz", server.healthz)

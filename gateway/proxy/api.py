@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.appkeys import PROMPTS, RUNTIME
 from gateway.errors import ApiError
 from gateway.proxy import completions, health
+from gateway.proxy.count_tokens import COUNT_TOKENS_PATH, count_tokens
 from gateway.proxy.ingress import authenticate, check_field, new_call, read_json
 from gateway.proxy.messages_ingress import create_message
 from gateway.proxy.pipeline import complete_chat, embed, serve
@@ -100,6 +101,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", show_model)
     app.router.add_post("/v1/messages", create_message)
+    app.router.add_post(COUNT_TOKENS_PATH, count_tokens)
     app.router.add_route("*", "/v1/{tail:.*}", unknown_v1)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
