@@ -197,9 +197,15 @@ def redis_cluster_server(_redis_cluster_session: RedisServer) -> RedisServer:
     return _redis_cluster_session
 
 
-def make_redis_config(url: str, cluster: bool = False, timeout_s: float = 0.5) -> RedisConfig:
+def make_redis_config(
+    url: str, cluster: bool = False, timeout_s: float | None = None
+) -> RedisConfig:
     """Short timeouts and a fast poll, so outages show within the tests' patience
-    (yet not so short that a loaded CI machine misses them with Redis up)."""
+    (yet not so short that a loaded CI machine misses them with Redis up). A cluster
+    client opens a connection to every node at its first command: no outage test
+    uses one, so it gets time for that on a loaded machine."""
+    if timeout_s is None:
+        timeout_s = 3.0 if cluster else 0.5
     return RedisConfig(
         url=url,
         prefix="gwtest:",
