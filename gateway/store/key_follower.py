@@ -18,7 +18,7 @@ class KeyFollower:
         self.store = store
         self.snapshot = snapshot
         self.synced = False  # read from the store at least once
-        self._up = True
+        self.up = True  # the last read of the store worked
         self._lock = asyncio.Lock()
 
     async def refresh(self) -> None:
@@ -46,13 +46,13 @@ class KeyFollower:
         except Exception as exc:
             self._down(exc)
             return
-        if not self._up:
+        if not self.up:
             log.info("client keys in step with the store again")
-        self._up = True
+        self.up = True
 
     def _down(self, exc: BaseException) -> None:
-        if self._up:
+        if self.up:
             log.warning(
                 "client keys: store unreachable, keeping the last snapshot (%s)", type(exc).__name__
             )
-        self._up = False
+        self.up = False
