@@ -102,7 +102,6 @@ class KeySnapshot:
 
     def __init__(self) -> None:
         self.by_digest: Mapping[bytes, ClientKey] = {}
-        self.records: Mapping[str, KeyRecord] = {}  # by name, revoked ones too
         self.loaded_at = 0.0
 
     def swap(self, records: Mapping[str, KeyRecord]) -> None:
@@ -112,7 +111,7 @@ class KeySnapshot:
             for record in records.values()
             for key in record.client_keys(now)
         }
-        self.by_digest, self.records, self.loaded_at = by_digest, dict(records), now
+        self.by_digest, self.loaded_at = by_digest, now
 
 
 class KeyStore(Protocol):
