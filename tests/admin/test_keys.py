@@ -155,14 +155,14 @@ async def test_a_created_key_serves_the_sdk_until_revoked(api: Api) -> None:
 
 async def test_a_rotated_key_keeps_its_old_token_for_the_grace_period_only(api: Api) -> None:
     old = (await api.ok("POST", "/keys", {"name": "app"}, 201))["token"]
-    rotated = await api.ok("POST", "/keys/app/rotate", {"grace_s": 1.0})
+    rotated = await api.ok("POST", "/keys/app/rotate", {"grace_s": 2.0})
     new = rotated["token"]
-    assert new != old and rotated["rotation_grace_until"] is not None
+    ends = datetime.fromisoformat(rotated["rotation_grace_until"]).timestamp()
     assert await api.chat(new) == "ok"
-    started = time.time()
-    assert await api.chat(old) == "ok" or time.time() - started >= 1.0
+    # Asked during the grace period (unless the machine is slower than the grace).
+    assert await api.chat(old) == "ok" or time.time() >= ends
     outcome = await api.until_refused(old)
-    assert time.time() - started >= 0.9  # refused only once the grace had passed
+    assert time.time() >= ends  # refused only once the grace had passed
     assert outcome.startswith("expired_api_key") and "expired" in outcome
     assert await api.chat(new) == "ok"
     # Without a grace period the old token stops at once.
