@@ -25,6 +25,7 @@ from gateway import __version__
 from gateway.admin.api import create_admin_app
 from gateway.appkeys import (
     CAPTURE,
+    CLIENT_KEYS,
     DATASET_RUNS,
     DATASETS,
     FEEDBACK,
@@ -55,6 +56,7 @@ from gateway.shadow.runner import ShadowRunner
 from gateway.store.base import Store, seed_prompts
 from gateway.store.drift_report import DriftReport
 from gateway.store.follower import PromptsHolder
+from gateway.store.key_follower import KeyFollower
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
 from gateway.store.snapshot import PromptsSnapshot
@@ -77,6 +79,7 @@ def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.A
     app.cleanup_ctx.append(_access_log(access_log))
     app.cleanup_ctx.append(_runtime(config))
     app.cleanup_ctx.append(_prompts(config, metrics, watch_interval_s))
+    app.cleanup_ctx.append(_client_keys)  # the store's keys, in every request's key ring
     app.cleanup_ctx.append(_responses)  # kept answers for previous_response_id
     app.cleanup_ctx.append(_evaluation)  # capture, feedback index, datasets and runs
     app.cleanup_ctx.append(_rollout)  # version stats and the rollout driver
@@ -176,6 +179,19 @@ def _prompts(
         await store.close()
 
     return ctx
+
+
+async def _client_keys(app: web.Application) -> AsyncIterator[None]:
+    """After `_prompts`: the store's client keys in memory, followed as they change."""
+    keys = KeyFollower(app[PROMPTS].store.client_keys(), app[RUNTIME].current.parts.key_snapshot)
+    app[CLIENT_KEYS] = keys
+    with contextlib.suppress(Exception):  # store down at boot: the config's keys serve
+        await keys.refresh()
+    follower = asyncio.create_task(keys.follow())
+    yield
+    follower.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await follower
 
 
 async def _evaluation(app: web.Application) -> AsyncIterator[None]:

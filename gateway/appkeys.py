@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the keys name their types for the checker; at run time this
     from gateway.store.dataset_runs import DatasetRuns
     from gateway.store.datasets import Datasets
     from gateway.store.follower import PromptsHolder
+    from gateway.store.key_follower import KeyFollower
     from gateway.store.replays import ReplayStore
     from gateway.store.responses import ResponseStore
     from gateway.telemetry.metrics import Metrics
@@ -49,6 +50,7 @@ ROLLOUTS: web.AppKey[RolloutController] = web.AppKey("rollouts")
 SHADOW: web.AppKey[ShadowRunner] = web.AppKey("shadow")
 SHADOW_LOG: web.AppKey[ShadowLog] = web.AppKey("shadow_log")
 RESPONSES: web.AppKey[ResponseStore] = web.AppKey("responses")  # for previous_response_id
+CLIENT_KEYS: web.AppKey[KeyFollower] = web.AppKey("client_keys")  # the store's keys
 
 
 class Lifecycle:

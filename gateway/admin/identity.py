@@ -60,6 +60,13 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("GET", "/config"): "viewer",
     ("POST", "/reload"): "operator",
     ("GET", "/providers"): "viewer",
+    # Client keys: operators make, rotate, edit and revoke them; every role reads them.
+    ("GET", "/keys"): "viewer",
+    ("GET", "/keys/{name}"): "viewer",
+    ("POST", "/keys"): "operator",
+    ("PATCH", "/keys/{name}"): "operator",
+    ("DELETE", "/keys/{name}"): "operator",
+    ("POST", "/keys/{name}/rotate"): "operator",
 }
 
 

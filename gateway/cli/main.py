@@ -19,6 +19,7 @@ from gateway import __version__
 from gateway.cli.admin import add_prompts_parser, add_shadow_parser, run_prompts, run_shadow
 from gateway.cli.datasets import add_dataset_parsers, run_datasets
 from gateway.cli.evaluation import add_eval_parsers, run_eval
+from gateway.cli.keys import add_keys_parser, run_keys
 from gateway.cli.options import environment_help
 from gateway.cli.prompt_changes import add_change_parsers, run_change
 from gateway.cli.replay import add_replay_parser, run_replay
@@ -60,11 +61,7 @@ def _main(argv: Sequence[str] | None) -> int:
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("file", help="the config file (- for stdin)")
 
-    keys = commands.add_parser("keys", help="client keys")
-    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
-    create = keys_commands.add_parser("create", help="make a new client key")
-    create.add_argument("--name", required=True)
-    create.add_argument("--routes", help="comma-separated routes this key may use")
+    add_keys_parser(commands)  # keys create|list|show|rotate|revoke
 
     admins = commands.add_parser("admins", help="admin identities")
     admins_commands = admins.add_subparsers(dest="admins_command", required=True)
@@ -102,7 +99,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "check-config":
         return _check(args.file)
     if args.command == "keys":
-        return _create_key(args.name, args.routes)
+        return run_keys(args)
     if args.command == "admins":
         return _create_admin(args.name, args.roles)
     if args.command == "prompts":
@@ -202,20 +199,6 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
     loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     return loop
-
-
-def _create_key(name: str, routes: str | None) -> int:
-    token = "gw-" + secrets.token_urlsafe(32)
-    digest = hashlib.sha256(token.encode()).hexdigest()
-    print(f"New key for {name} (shown once, store it now):\n\n    {token}\n")
-    print("Add to the config file:\n")
-    print("[[keys]]")
-    print(f'name = "{name}"')
-    print(f'sha256 = "{digest}"')
-    if routes:
-        listed = ", ".join(f'"{r.strip()}"' for r in routes.split(",") if r.strip())
-        print(f"routes = [{listed}]")
-    return 0
 
 
 def _create_admin(name: str, roles: str) -> int:

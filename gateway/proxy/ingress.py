@@ -15,7 +15,7 @@ from aiohttp import StreamReader, web
 from gateway.appkeys import INGRESS, OBSERVERS, PROMPTS
 from gateway.config.loader import ClientKey
 from gateway.errors import ApiError
-from gateway.prompts.versions import PromptVersion, render_messages
+from gateway.prompts.versions import PromptVersion, iso, render_messages
 from gateway.proxy.call import Call, trace_context
 from gateway.proxy.observers import notify_start
 from gateway.proxy.routing import PROMPT_PREFIX, RoutePlan, plan_model_route, plan_prompt_route
@@ -48,6 +48,8 @@ def authenticate(request: web.Request, runtime: Runtime) -> ClientKey | None:
     if token:
         key = runtime.keys.find(token)
         if key is not None:
+            if key.expires_at is not None and key.expires_at <= time.time():
+                raise expired(key)
             request[INGRESS].key = key.name
             return key
     if runtime.config.server.allow_unauthenticated:
@@ -58,6 +60,15 @@ def authenticate(request: web.Request, runtime: Runtime) -> ClientKey | None:
         else "Missing API key: send Authorization: Bearer <key> (or x-api-key: <key>)."
     )
     raise ApiError(401, message, code="invalid_api_key")
+
+
+def expired(key: ClientKey) -> ApiError:
+    """An expired key, or a rotated key's old token past its grace period."""
+    return ApiError(
+        401,
+        f"This API key expired at {iso(key.expires_at or 0.0)}.",
+        code="expired_api_key",
+    )
 
 
 async def read_json(request: web.Request, limit: int, timeout_s: float = 30.0) -> dict[str, Any]:

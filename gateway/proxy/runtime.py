@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ from gateway.providers.mock import MockTransport
 from gateway.providers.openai import AzureAdapter, OpenAIAdapter
 from gateway.proxy.resilience import CircuitBreaker, RetryBudget
 from gateway.proxy.transport import HttpTransport, Transport
+from gateway.store.keys import KeySnapshot
 from gateway.telemetry.metrics import Metrics
 
 ADAPTERS: Mapping[str, Adapter] = {
@@ -39,23 +39,27 @@ class ProviderRuntime:
 
 
 class KeyRing:
-    """Client keys by sha256; every configured hash is compared in constant time."""
+    """Client keys by the sha256 of their token: the config's, then the store's (a
+    `KeySnapshot` shared by every runtime and swapped whole as the store changes).
 
-    def __init__(self, keys: tuple[ClientKey, ...]) -> None:
-        self._keys = [(bytes.fromhex(k.sha256), k) for k in keys]
+    One dictionary lookup each, on the digest rather than the token: all its timing
+    can tell is how a digest compares with the stored ones, which does not help to
+    make a token (that would take a sha256 preimage), so the cost stays flat however
+    many keys there are."""
+
+    def __init__(self, keys: tuple[ClientKey, ...], stored: KeySnapshot | None = None) -> None:
+        self._config = {bytes.fromhex(k.sha256): k for k in keys}
+        self._stored = stored if stored is not None else KeySnapshot()
 
     def find(self, token: str) -> ClientKey | None:
         digest = hashlib.sha256(token.encode()).digest()
-        found: ClientKey | None = None
-        for stored, key in self._keys:
-            if hmac.compare_digest(stored, digest):
-                found = key  # no early exit: the time does not depend on which key
-        return found
+        return self._config.get(digest) or self._stored.by_digest.get(digest)
 
 
 class UpstreamParts:
     """What outlives one config: transports (connection pools) and circuit breakers,
-    keyed by the provider settings that made them, and routes' retry budgets."""
+    keyed by the provider settings that made them, routes' retry budgets, and the
+    client keys kept in the store (they change apart from the config)."""
 
     def __init__(self, session: aiohttp.ClientSession, metrics: Metrics) -> None:
         self.session = session
@@ -63,6 +67,7 @@ class UpstreamParts:
         self._transports: dict[ProviderConfig, Transport] = {}
         self._breakers: dict[tuple[ProviderConfig, str], CircuitBreaker] = {}
         self._budgets: dict[tuple[str, float], RetryBudget] = {}
+        self.key_snapshot = KeySnapshot()
 
     def transport(self, provider: ProviderConfig) -> Transport:
         found = self._transports.get(provider)
@@ -123,7 +128,8 @@ def build_runtime(config: GatewayConfig, parts: UpstreamParts) -> Runtime:
         for name, p in config.providers.items()
     }
     parts.forget_unused(config)
-    return Runtime(config=config, providers=providers, keys=KeyRing(config.keys), parts=parts)
+    keys = KeyRing(config.keys, parts.key_snapshot)
+    return Runtime(config=config, providers=providers, keys=keys, parts=parts)
 
 
 class RuntimeHolder:
