@@ -22,6 +22,7 @@ from gateway.prompts.versions import (
 from gateway.store.captures import CaptureLog, Settings
 from gateway.store.dataset_runs import DatasetRuns
 from gateway.store.datasets import Datasets
+from gateway.store.metering import Metering
 from gateway.store.records import Records
 from gateway.store.replays import ReplayStore
 from gateway.store.responses import ResponseStore
@@ -146,6 +147,10 @@ class Store(Protocol):
 
     def dataset_runs(self) -> DatasetRuns:
         """The runs the gateway made of datasets on prompt versions."""
+        ...
+
+    def metering(self) -> Metering:
+        """Leases of the limits of keys and teams; spend by key, team and user."""
         ...
 
 

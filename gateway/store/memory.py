@@ -31,6 +31,7 @@ from gateway.store.base import (
 from gateway.store.captures import CaptureLog, FileCaptureLog, MemoryCaptureLog, Settings
 from gateway.store.dataset_runs import DatasetRuns, MemoryDatasetRuns
 from gateway.store.datasets import Datasets, MemoryDatasets
+from gateway.store.metering import Metering, memory_metering
 from gateway.store.records import MemoryRecords, Records
 from gateway.store.replays import MemoryReplays, ReplayStore
 from gateway.store.responses import MemoryResponses, ResponseStore
@@ -55,6 +56,7 @@ class MemoryStore:
         self._stats = MemoryStats()
         self._datasets = MemoryDatasets()
         self._dataset_runs = MemoryDatasetRuns()
+        self._metering = memory_metering()
 
     async def load_all(self) -> dict[str, PromptState]:
         return {name: self._state(name) for name in self._versions}
@@ -217,3 +219,6 @@ class MemoryStore:
 
     def dataset_runs(self) -> DatasetRuns:
         return self._dataset_runs
+
+    def metering(self) -> Metering:
+        return self._metering
