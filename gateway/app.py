@@ -40,6 +40,7 @@ from gateway.appkeys import (
     RUNTIME,
     SHADOW,
     SHADOW_LOG,
+    SPEND_WRITER,
     TELEMETRY,
     Lifecycle,
 )
@@ -215,7 +216,7 @@ async def _limits(app: web.Application) -> AsyncIterator[None]:
         metering.leases, LimitMetrics(app[METRICS].registry), lambda: runtime.current.config
     )
     app[LIMITER] = limiter
-    writer = SpendWriter(app[TELEMETRY].spend, metering.spend)
+    writer = app[SPEND_WRITER] = SpendWriter(app[TELEMETRY].spend, metering.spend)
     tasks = [asyncio.create_task(limiter.run()), asyncio.create_task(writer.run())]
     yield
     for task in tasks:

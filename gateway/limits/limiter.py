@@ -67,7 +67,11 @@ class Limiter:
         return plan
 
     def admit(
-        self, key: ClientKey, config: GatewayConfig, body: Mapping[str, Any], prices: Callable[[], bool]
+        self,
+        key: ClientKey,
+        config: GatewayConfig,
+        body: Mapping[str, Any],
+        prices: Callable[[], bool],
     ) -> Ticket | None:
         """A ticket for the request, or a 429; None when the key's team has no limits.
         `prices`: whether every target of the route has a price (asked only if needed)."""
