@@ -184,15 +184,15 @@ class Limiter:
                 await asyncio.sleep(interval)  # the store is down: no retry storm
 
     async def sync(self) -> bool:
-        """One round trip for every meter that has use to report or runs low."""
+        """One round trip: every meter reports its use, those running low draw more."""
         now = time.time()
         asked: list[tuple[Meter, int, Draw]] = []
         for meter in self.meters.values():
             rule = Rule(meter, "", "", meter.kind)
             meter.roll(self._window(rule, now)[0])
-            if meter.unreported or meter.low():
-                want = meter.want()
-                asked.append((meter, want, meter.draw(want)))
+            # Every meter, so that each replica learns what the others used.
+            want = meter.want() if meter.low() else 0
+            asked.append((meter, want, meter.draw(want)))
         if asked:
             try:
                 async with asyncio.timeout(self._config().limits.store_timeout_s):
