@@ -99,12 +99,14 @@ class RedisLeases:
         raise NotImplementedError("Redis draws are asynchronous")
 
     async def draw(self, draws: list[Draw]) -> list[Drawn]:
+        pipe: Any
+        # `async with`: a draw cut short by its timeout gives its connection back.
         with unavailable_on_error():
-            pipe: Any = self._client.pipeline(transaction=False)
-            for d in draws:
-                args = [d.limit, d.used, d.want, d.ttl_s]
-                await self._script(keys=self._keys(d.meter, d.window), args=args, client=pipe)
-            results = await pipe.execute()
+            async with self._client.pipeline(transaction=False) as pipe:
+                for d in draws:
+                    args = [d.limit, d.used, d.want, d.ttl_s]
+                    await self._script(keys=self._keys(d.meter, d.window), args=args, client=pipe)
+                results = await pipe.execute()
         return [Drawn(int(r[0]), int(r[1]), int(r[2])) for r in results]
 
     async def used(self, meter: str, window: str) -> int:

@@ -93,25 +93,27 @@ class RedisSpendLog:
         return f"{self._prefix}spend:{{{by}}}:{day}"
 
     async def add(self, batch: Batch) -> None:
+        pipe: Any
         with unavailable_on_error():
-            pipe: Any = self._client.pipeline(transaction=False)
-            for (day, by, name), u in batch.items():
-                key = self._key(by, day)
-                for what, value in _values(u):
-                    if value:
-                        if isinstance(value, float):
-                            pipe.hincrbyfloat(key, f"{name}\x00{what}", value)
-                        else:
-                            pipe.hincrby(key, f"{name}\x00{what}", value)
-                pipe.expire(key, KEPT_DAYS * 86400)
-            await pipe.execute()
+            async with self._client.pipeline(transaction=False) as pipe:
+                for (day, by, name), u in batch.items():
+                    key = self._key(by, day)
+                    for what, value in _values(u):
+                        if value:
+                            if isinstance(value, float):
+                                pipe.hincrbyfloat(key, f"{name}\x00{what}", value)
+                            else:
+                                pipe.hincrby(key, f"{name}\x00{what}", value)
+                    pipe.expire(key, KEPT_DAYS * 86400)
+                await pipe.execute()
 
     async def totals(self, by: By, days: list[str]) -> dict[str, Usage]:
+        pipe: Any
         with unavailable_on_error():
-            pipe: Any = self._client.pipeline(transaction=False)
-            for day in days:
-                pipe.hgetall(self._key(by, day))
-            hashes = await pipe.execute()
+            async with self._client.pipeline(transaction=False) as pipe:
+                for day in days:
+                    pipe.hgetall(self._key(by, day))
+                hashes = await pipe.execute()
         found: dict[str, Usage] = {}
         for fields in hashes:
             for raw_field, raw_value in fields.items():
