@@ -3,6 +3,7 @@ OpenAI SDK where a client is involved."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ import openai
 import pytest
 
 from gateway.appkeys import LIMITER, SPEND_WRITER
+from gateway.cli.main import main
 from gateway.config.keys import ClientKey
 from tests.conftest import CLIENT_TOKEN, Gateway, key_sha256
 
@@ -206,3 +208,17 @@ async def test_spend_by_key_team_and_user_never_a_user_label(gateway_factory: St
     ):
         assert r.status == 400
         assert (await r.json())["error"]["param"] == "by"
+
+
+async def test_the_spend_command_prints_the_top_spenders(
+    gateway_factory: Start, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gw = await gateway_factory(config(limits="rpm = 100"))
+    await ask(gw, user="dana")
+    await gw.app[SPEND_WRITER].flush()
+    argv = ["spend", "--by", "user", "--since", "7d", "--url", gw.url("/"), "--token", ADMIN]
+    assert await asyncio.to_thread(main, argv) == 0  # a blocking client: not on the loop
+    out = capsys.readouterr().out
+    assert "spend by user" in out
+    (row,) = [line for line in out.splitlines() if line.startswith("dana")]
+    assert row.split()[1] == "1"  # one request
