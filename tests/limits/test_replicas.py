@@ -141,14 +141,24 @@ async def test_rpm_holds_within_replicas_times_batch(
 async def test_a_budget_stops_within_the_bound(
     tmp_path: Path, redis_server: RedisServer, replicas: list[Replica]
 ) -> None:
-    # Each answer: 3 input + 5 output tokens at $1000 per Mtok = $0.008.
+    # At $1000 per Mtok an answer of a few tokens costs a few thousandths.
     budget = '[keys.budget]\nusd = 0.2\nperiod = "day"'
     replicas += [
         await start(tmp_path, redis_server, n, "rpm = 100000", budget) for n in range(REPLICAS)
     ]
+    first = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+    async with (  # what one answer costs, as priced
+        aiohttp.ClientSession() as s,
+        s.post(
+            replicas[0].url("/v1/chat/completions"),
+            json=first,
+            headers={"Authorization": f"Bearer {CLIENT_TOKEN}"},
+        ) as r,
+    ):
+        per_answer = (await r.json())["usage"]["total_tokens"] * 1000 / 1_000_000
     results = await burst(replicas, 120)
-    ok = sum(1 for status, _ in results if status == 200)
-    per_answer, batch = 0.008, 0.02  # lease_fraction 0.1 of $0.2
+    ok = 1 + sum(1 for status, _ in results if status == 200)
+    batch = 0.02  # lease_fraction 0.1 of $0.2
     in_flight = 6 * per_answer  # a burst's requests admitted before their cost was known
     assert ok * per_answer <= 0.2 + REPLICAS * batch + in_flight, ok
     assert 429 in {status for status, _ in results}
