@@ -30,6 +30,7 @@ from gateway.appkeys import (
     DATASETS,
     FEEDBACK,
     LIFECYCLE,
+    LIMITER,
     METRICS,
     OBSERVERS,
     PROMPTS,
@@ -40,12 +41,16 @@ from gateway.appkeys import (
     RUNTIME,
     SHADOW,
     SHADOW_LOG,
+    SPEND_WRITER,
     TELEMETRY,
     Lifecycle,
 )
 from gateway.config.loader import CaptureConfig, GatewayConfig
 from gateway.evaluation.capture import Capture
 from gateway.evaluation.feedback import FeedbackStats, RequestIndex, post_feedback
+from gateway.limits.limiter import Limiter
+from gateway.limits.metrics import LimitMetrics
+from gateway.limits.spend_writer import SpendWriter
 from gateway.proxy.api import add_routes
 from gateway.proxy.middleware import gateway_middleware
 from gateway.proxy.runtime import RuntimeHolder, UpstreamParts, build_runtime
@@ -82,6 +87,7 @@ def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.A
     app.cleanup_ctx.append(_client_keys)  # the store's keys, in every request's key ring
     app.cleanup_ctx.append(_responses)  # kept answers for previous_response_id
     app.cleanup_ctx.append(_evaluation)  # capture, feedback index, datasets and runs
+    app.cleanup_ctx.append(_limits)  # limits and budgets of keys and teams, spend
     app.cleanup_ctx.append(_rollout)  # version stats and the rollout driver
     app[LIFECYCLE] = Lifecycle()
     app[OBSERVERS] = []
@@ -216,6 +222,26 @@ async def _evaluation(app: web.Application) -> AsyncIterator[None]:
     yield
     await capture.writer.stop()
     await index.writer.stop()
+
+
+async def _limits(app: web.Application) -> AsyncIterator[None]:
+    """After `_prompts`: the limiter on the store's leases, its sync loop, and the
+    spend writer."""
+    runtime, metering = app[RUNTIME], app[PROMPTS].store.metering()
+    limiter = Limiter(
+        metering.leases, LimitMetrics(app[METRICS].registry), lambda: runtime.current.config
+    )
+    app[LIMITER] = limiter
+    writer = app[SPEND_WRITER] = SpendWriter(app[TELEMETRY].spend, metering.spend)
+    tasks = [asyncio.create_task(limiter.run()), asyncio.create_task(writer.run())]
+    yield
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    with contextlib.suppress(Exception):  # what is left, if the store takes it
+        await limiter.sync()
+        await writer.flush()
 
 
 async def _responses(app: web.Application) -> AsyncIterator[None]:

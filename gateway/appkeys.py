@@ -14,6 +14,8 @@ if TYPE_CHECKING:  # the keys name their types for the checker; at run time this
     from gateway.config.control import AdminIdentity
     from gateway.evaluation.capture import Capture
     from gateway.evaluation.feedback import FeedbackStats
+    from gateway.limits.limiter import Limiter
+    from gateway.limits.spend_writer import SpendWriter
     from gateway.proxy.ingress import Ingress
     from gateway.proxy.observers import RequestObserver
     from gateway.proxy.runtime import RuntimeHolder
@@ -51,6 +53,8 @@ SHADOW: web.AppKey[ShadowRunner] = web.AppKey("shadow")
 SHADOW_LOG: web.AppKey[ShadowLog] = web.AppKey("shadow_log")
 RESPONSES: web.AppKey[ResponseStore] = web.AppKey("responses")  # for previous_response_id
 CLIENT_KEYS: web.AppKey[KeyFollower] = web.AppKey("client_keys")  # the store's keys
+LIMITER: web.AppKey[Limiter] = web.AppKey("limiter")  # limits and budgets of keys and teams
+SPEND_WRITER: web.AppKey[SpendWriter] = web.AppKey("spend_writer")
 
 
 class Lifecycle:

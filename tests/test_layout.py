@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {"providers"},
     {"telemetry"},
     {"store"},
+    {"limits"},
     {"proxy"},
     {"evaluation", "shadow"},
     {"rollout"},

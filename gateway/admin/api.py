@@ -9,6 +9,7 @@ from gateway.admin import config, labels, prompts
 from gateway.admin.identity import admin_auth
 from gateway.admin.keys import add_key_routes
 from gateway.admin.prompt_docs import add_docs_routes
+from gateway.admin.spend import add_spend_routes
 from gateway.evaluation.api import add_evaluation_routes
 from gateway.evaluation.dataset_api import add_dataset_routes
 from gateway.evaluation.replays_api import add_replay_routes
@@ -39,4 +40,5 @@ def create_admin_app() -> web.Application:
     add_dataset_routes(admin)  # /datasets…, /prompts/{name}/versions/{v}/test, …/runs
     add_rollout_routes(admin)  # /prompts/{name}/rollout[/pause|/resume]
     add_key_routes(admin)  # /keys[/{name}[/rotate]]
+    add_spend_routes(admin)  # /spend, /limits
     return admin

@@ -23,6 +23,8 @@ EVERY_ROLE = frozenset(ROLES)
 # (method, route pattern under /admin) -> the role it needs.
 ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("GET", "/whoami"): "viewer",
+    ("GET", "/spend"): "viewer",
+    ("GET", "/limits"): "viewer",
     ("GET", "/prompts"): "viewer",
     ("GET", "/prompts/{name}"): "viewer",
     ("PATCH", "/prompts/{name}"): "author",

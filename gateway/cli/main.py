@@ -25,6 +25,7 @@ from gateway.cli.prompt_changes import add_change_parsers, run_change
 from gateway.cli.replay import add_replay_parser, run_replay
 from gateway.cli.rollout import add_rollout_parser, run_rollout
 from gateway.cli.serving import serve_app
+from gateway.cli.spend import add_spend_parser, run_spend
 from gateway.cli.supervisor import WORKER_ENV, Supervisor, exit_with_parent
 from gateway.config.control import ROLES
 from gateway.config.loader import GatewayConfig, load_config
@@ -84,6 +85,7 @@ def _main(argv: Sequence[str] | None) -> int:
     add_shadow_parser(commands)
     add_rollout_parser(commands)
     add_replay_parser(commands)
+    add_spend_parser(commands)
 
     args = parser.parse_args(argv)
     if getattr(args, "eval_command", None):
@@ -108,6 +110,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return run_shadow(args)
     if args.command == "rollout":
         return run_rollout(args)
+    if args.command == "spend":
+        return run_spend(args)
     return _mock_provider(args)
 
 

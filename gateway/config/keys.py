@@ -56,6 +56,13 @@ class ClientKey:
     expires_at: float | None = None  # unix seconds; None: never
     metadata: Mapping[str, str] = field(default_factory=dict)
     source: Literal["config", "store"] = "config"
+    # Precomputed: the request path asks this one attribute of every key. A team may
+    # carry limits of its own, so a key in a team is looked at further.
+    limited: bool = field(init=False, default=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        limited = self.limits.any() or self.budget is not None or self.team is not None
+        object.__setattr__(self, "limited", limited)
 
     def allows(self, route: str) -> bool:
         return self.routes is None or route in self.routes

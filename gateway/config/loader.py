@@ -22,6 +22,7 @@ from gateway.config.features import (
     shadow_section,
 )
 from gateway.config.keys import ClientKey, Team, keys_section, teams_section
+from gateway.config.limits import LimitsConfig, limits_section
 from gateway.config.prompts import PromptConfig, prompts_section
 from gateway.config.responses import ResponsesConfig, responses_section
 from gateway.config.routes import (
@@ -42,6 +43,7 @@ __all__ = [
     "ClientKey",
     "Control",
     "GatewayConfig",
+    "LimitsConfig",
     "LoggingConfig",
     "MetricsConfig",
     "Pricing",
@@ -129,6 +131,7 @@ class GatewayConfig:
     control: Control = field(default_factory=Control)
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     teams: Mapping[str, Team] = field(default_factory=dict)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
 
 def load_config(
@@ -161,6 +164,7 @@ def load_config(
     rollout = rollout_section(root.table("rollout"))
     control = Control(admins_section(root), change_control_section(root.table("change_control")))
     responses = responses_section(root.table("responses"))
+    limits = limits_section(root.table("limits"))
     root.done()
     return GatewayConfig(
         path=str(file),
@@ -180,6 +184,7 @@ def load_config(
         control=control,
         responses=responses,
         teams=teams,
+        limits=limits,
     )
 
 

@@ -19,6 +19,7 @@ from gateway.proxy.routing import RoutePlan
 from gateway.proxy.runtime import Runtime
 
 if TYPE_CHECKING:  # observers see calls; a call names who watches it
+    from gateway.limits.limiter import Ticket
     from gateway.proxy.observers import RequestObserver
 
 SHADOW_HEADER = "X-Gateway-Shadow"
@@ -67,6 +68,9 @@ class Call:
     trace: dict[str, str] | None = None  # the client's W3C trace context, sent on
     keep_answer: bool = False  # an observer wants the answer's text
     watchers: list[RequestObserver] = field(default_factory=list)  # on_finish for these
+    user: str = ""  # the end user: X-Gateway-User, else the body's `user`
+    team: str = ""  # the client key's team
+    ticket: Ticket | None = None  # a limited key's: settled with the usage at the end
 
     def stamp(self, request: UpstreamRequest) -> UpstreamRequest:
         """Every attempt sends the request id, the client's trace context and the
@@ -93,6 +97,8 @@ class Call:
         }
         if self.plan.version:
             headers["X-Gateway-Prompt-Version"] = self.plan.version
+        if self.ticket is not None:  # a limited key's x-ratelimit-*
+            headers.update(self.ticket.headers)
         return headers
 
 

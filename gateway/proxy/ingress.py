@@ -12,9 +12,10 @@ from typing import Any, NamedTuple
 import orjson
 from aiohttp import StreamReader, web
 
-from gateway.appkeys import INGRESS, OBSERVERS, PROMPTS
+from gateway.appkeys import INGRESS, LIMITER, OBSERVERS, PROMPTS
 from gateway.config.loader import ClientKey
 from gateway.errors import ApiError
+from gateway.limits.limiter import Ticket
 from gateway.prompts.versions import PromptVersion, iso, render_messages
 from gateway.proxy.call import Call, trace_context
 from gateway.proxy.observers import notify_start
@@ -22,6 +23,8 @@ from gateway.proxy.routing import PROMPT_PREFIX, RoutePlan, plan_model_route, pl
 from gateway.proxy.runtime import Runtime
 
 GATEWAY_FIELDS = frozenset({"prompt_variables"})  # ours: never sent upstream
+USER_HEADER = "X-Gateway-User"  # the end user, when the body's `user` does not say
+MAX_USER_CHARS = 256
 # Deeper bodies are refused: the JSON encoder stops at 254 levels, and no API needs many.
 MAX_JSON_DEPTH = 128
 
@@ -200,6 +203,7 @@ def new_call(
         plan = plan_model_route(runtime, model, key)
     ingress = request[INGRESS]
     options = body.get("stream_options")
+    user = request.headers.get(USER_HEADER) or body.get("user")
     call = Call(
         ingress.request_id,
         ingress.started,
@@ -214,13 +218,33 @@ def new_call(
         key=ingress.key,
         no_capture=request.headers.get("X-Gateway-No-Capture") == "1",
         trace=trace_context(request.headers),
+        user=user[:MAX_USER_CHARS] if type(user) is str else "",
+        team=key.team or "" if key is not None else "",
     )
+    if key is not None and key.limited:  # a key without limits costs this one check
+        call.ticket = admit(request, runtime, key, upstream_body, plan)
     if prompted is not None:
         call.variables, call.prompt_messages = prompted.variables, prompted.messages
         call.prompt_params = prompted.params
     notify_start(request.app[OBSERVERS], call)
     ingress.planned = True  # from here on the call records itself
     return call
+
+
+def admit(
+    request: web.Request,
+    runtime: Runtime,
+    key: ClientKey,
+    body: Mapping[str, Any],
+    plan: RoutePlan,
+) -> Ticket | None:
+    """A limited key's ticket, or its 429 (before any observer sees the call)."""
+    config = runtime.config
+
+    def priced() -> bool:
+        return all(t.model in config.pricing for t in plan.targets)
+
+    return request.app[LIMITER].admit(key, config, body, priced)
 
 
 def prompted_body(

@@ -97,6 +97,8 @@ async def serve(
 def finish(app: web.Application, call: Call, run: EngineRun, ending: Ending) -> None:
     record = record_of(call, run, ending)
     app[TELEMETRY].record(record, call.runtime.config)  # the config the request started with
+    if call.ticket is not None:  # a limited key: its real usage corrects the estimate
+        call.ticket.settle(record)
     if call.watchers:
         notify_finish(call, record)
 
@@ -112,6 +114,8 @@ def record_of(call: Call, run: EngineRun, ending: Ending) -> RequestRecord:
         prompt=plan.prompt,
         version=plan.version,
         key=call.key,
+        team=call.team,
+        user=call.user,
         role=call.policy.role,
         primary_request_id=call.primary_request_id,
         stream=call.stream,

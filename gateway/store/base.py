@@ -23,6 +23,7 @@ from gateway.store.captures import CaptureLog, Settings
 from gateway.store.dataset_runs import DatasetRuns
 from gateway.store.datasets import Datasets
 from gateway.store.keys import KeyStore
+from gateway.store.metering import Metering
 from gateway.store.records import Records
 from gateway.store.replays import ReplayStore
 from gateway.store.responses import ResponseStore
@@ -151,6 +152,10 @@ class Store(Protocol):
 
     def client_keys(self) -> KeyStore:
         """Client keys made through the admin API (virtual keys)."""
+        ...
+
+    def metering(self) -> Metering:
+        """Leases of the limits of keys and teams; spend by key, team and user."""
         ...
 
 

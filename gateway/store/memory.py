@@ -32,6 +32,7 @@ from gateway.store.captures import CaptureLog, FileCaptureLog, MemoryCaptureLog,
 from gateway.store.dataset_runs import DatasetRuns, MemoryDatasetRuns
 from gateway.store.datasets import Datasets, MemoryDatasets
 from gateway.store.keys import KeyStore, MemoryKeyStore
+from gateway.store.metering import Metering, memory_metering
 from gateway.store.records import MemoryRecords, Records
 from gateway.store.replays import MemoryReplays, ReplayStore
 from gateway.store.responses import MemoryResponses, ResponseStore
@@ -57,6 +58,7 @@ class MemoryStore:
         self._datasets = MemoryDatasets()
         self._dataset_runs = MemoryDatasetRuns()
         self._client_keys = MemoryKeyStore()
+        self._metering = memory_metering()
 
     async def load_all(self) -> dict[str, PromptState]:
         return {name: self._state(name) for name in self._versions}
@@ -222,3 +224,6 @@ class MemoryStore:
 
     def client_keys(self) -> KeyStore:
         return self._client_keys
+
+    def metering(self) -> Metering:
+        return self._metering

@@ -48,6 +48,7 @@ from gateway.store.datasets import Datasets
 from gateway.store.datasets_redis import RedisDatasetRuns, RedisDatasets
 from gateway.store.errors import StoreUnavailable
 from gateway.store.keys_redis import RedisKeyStore
+from gateway.store.metering import Metering, redis_metering
 from gateway.store.prompt_records import decode_entry, decode_routing, decode_version, entry_json
 from gateway.store.records import Records, RedisRecords
 from gateway.store.redis_connect import Closer, RedisClient, connect, unavailable_on_error
@@ -113,6 +114,9 @@ class RedisStore:
 
     def client_keys(self) -> RedisKeyStore:
         return RedisKeyStore(self._client, self._cfg)
+
+    def metering(self) -> Metering:
+        return redis_metering(self._client, self.keys.prefix)
 
     # -- reads ---------------------------------------------------------------------
 

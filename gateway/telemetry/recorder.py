@@ -15,6 +15,7 @@ from gateway.config.loader import GatewayConfig, Pricing
 from gateway.providers.base import Usage
 from gateway.telemetry.logs import AccessLogWriter
 from gateway.telemetry.metrics import Metrics, PendingCount
+from gateway.telemetry.spend_tally import SpendTally
 
 
 @dataclass(slots=True)  # not frozen, not a NamedTuple: both are slower to make
@@ -28,6 +29,8 @@ class RequestRecord:
     prompt: str = ""
     version: str = ""
     key: str = ""
+    team: str = ""  # the key's team
+    user: str = ""  # the end user (never a metric label)
     role: str = "primary"
     primary_request_id: str = ""  # a shadow request: the request it mirrors
     stream: bool = False
@@ -114,6 +117,7 @@ class Telemetry:
         self._ids = itertools.count(1)
         self._pid = os.getpid()  # a system call each time otherwise
         self._series: dict[tuple[str, ...], _Series] = {}
+        self.spend = SpendTally()  # by key, team and end user, for /admin/spend
 
     def new_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):010x}"
@@ -154,6 +158,8 @@ class Telemetry:
                 self.metrics.unpriced.labels(r.provider, r.model).inc()
             else:
                 (spend.get("cost") or series.child("cost")).inc(r.cost_usd)
+        if r.role == "primary":
+            self.spend.add(r)
         if self.access_log is not None and config.logging.access_log:
             self._log(r)
 
@@ -167,6 +173,8 @@ class Telemetry:
             "prompt": o.prompt or None,
             "version": o.version or None,
             "key": o.key or None,
+            "team": o.team or None,
+            "user": o.user or None,
             "role": o.role,
             "primary_request_id": o.primary_request_id or None,
             "provider": o.provider or None,

@@ -1,0 +1,1 @@
+"""Rate limits and budgets of client keys and teams (SPEC §12)."""
