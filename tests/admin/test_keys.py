@@ -96,7 +96,8 @@ class Api:
 async def api(aiohttp_server: AiohttpServer, tmp_path: Path) -> AsyncIterator[Api]:
     path = tmp_path / "gateway.toml"
     path.write_text(config())
-    server = await aiohttp_server(create_app(load_config(path)))
+    # The file is watched rarely: these tests reload it through the admin API.
+    server = await aiohttp_server(create_app(load_config(path), watch_interval_s=3600))
     async with aiohttp.ClientSession() as session:
         yield Api(session, server)
 
@@ -233,3 +234,12 @@ async def test_edits_reach_the_ring_and_bad_bodies_are_400s(api: Api) -> None:
         assert status == 400 and answer["error"]["param"] == param, (body, answer)
     status, answer = await api.call("PATCH", "/keys/missing", {})
     assert status == 404 and answer["error"]["code"] == "key_not_found"
+
+
+async def test_a_config_reload_keeps_the_stores_keys(api: Api, tmp_path: Path) -> None:
+    token = (await api.ok("POST", "/keys", {"name": "kept"}, 201))["token"]
+    path = tmp_path / "gateway.toml"
+    path.write_text(config() + '[models.third]\ntargets = [{ provider = "mock", model = "x" }]\n')
+    reloaded = await api.ok("POST", "/reload")
+    assert reloaded["changes"]  # a new runtime, with a new key ring
+    assert await api.chat(token) == "ok" and await api.chat(CLIENT_TOKEN) == "ok"
