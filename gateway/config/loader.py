@@ -21,6 +21,7 @@ from gateway.config.features import (
     rollout_section,
     shadow_section,
 )
+from gateway.config.feedback import FeedbackConfig, feedback_section
 from gateway.config.keys import ClientKey, Team, keys_section, teams_section
 from gateway.config.prompts import PromptConfig, prompts_section
 from gateway.config.responses import ResponsesConfig, responses_section
@@ -129,6 +130,7 @@ class GatewayConfig:
     control: Control = field(default_factory=Control)
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     teams: Mapping[str, Team] = field(default_factory=dict)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
 
 
 def load_config(
@@ -161,6 +163,7 @@ def load_config(
     rollout = rollout_section(root.table("rollout"))
     control = Control(admins_section(root), change_control_section(root.table("change_control")))
     responses = responses_section(root.table("responses"))
+    feedback = feedback_section(root.table("feedback"))
     root.done()
     return GatewayConfig(
         path=str(file),
@@ -180,6 +183,7 @@ def load_config(
         control=control,
         responses=responses,
         teams=teams,
+        feedback=feedback,
     )
 
 
