@@ -122,12 +122,13 @@ class MemoryFeedback:
             self._given.popitem(last=False)
         old, bucket = given.get(entry.key, (None, bucket_of(entry.at)))
         change = entry.counts() if old is None else entry.change_from(old)
+        entry = msgspec.structs.replace(entry, replaced=old is not None)
         given[entry.key] = (entry, bucket)
         buckets = self._buckets.setdefault((entry.prompt, entry.version), {})
         for stale in [b for b in buckets if b < entry.at - FEEDBACK_RETENTION_S]:
             del buckets[stale]
         buckets[bucket] = buckets.get(bucket, FeedbackCounts()) + change
-        self.events.append(msgspec.structs.replace(entry, replaced=old is not None))
+        self.events.append(entry)
         return old
 
     async def counts(self, prompt: str, version: str, since_s: float) -> FeedbackCounts:
@@ -150,13 +151,14 @@ class MemoryFeedback:
         return newest_each(newest)
 
 
-# KEYS[1] the request's HASH; ARGV: key name, feedback JSON, its bucket, TTL in ms.
-# Answers {the feedback before or false, the bucket counted in}.
+# KEYS[1] the request's HASH; ARGV: key name, the feedback's JSON as a first one, its
+# bucket, TTL in ms, its JSON as a replacement. Answers {the one before or false, the
+# bucket counted in}.
 _SWAP = """
 redis.call('HSETNX', KEYS[1], 'c:' .. ARGV[1], ARGV[3])
 local bucket = redis.call('HGET', KEYS[1], 'c:' .. ARGV[1])
 local old = redis.call('HGET', KEYS[1], 'e:' .. ARGV[1])
-redis.call('HSET', KEYS[1], 'e:' .. ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], 'e:' .. ARGV[1], old and ARGV[5] or ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {old, bucket}
 """
@@ -180,11 +182,12 @@ class RedisFeedback:
 
     async def give(self, entry: FeedbackEntry) -> FeedbackEntry | None:
         ttl_ms = (FEEDBACK_RETENTION_S + FEEDBACK_BUCKET_S) * 1000
-        raw = msgspec.json.encode(entry)
+        first = msgspec.json.encode(msgspec.structs.replace(entry, replaced=False))
+        replacing = msgspec.json.encode(msgspec.structs.replace(entry, replaced=True))
         with unavailable_on_error():
             reply = await self._swap(
                 keys=[self.given_key(entry.request_id)],
-                args=[entry.key, raw, bucket_of(entry.at), ttl_ms],
+                args=[entry.key, first, bucket_of(entry.at), ttl_ms, replacing],
             )
         before, bucket = reply[0], int(reply[1])
         old = decode_entry(before) if before else None
@@ -198,7 +201,7 @@ class RedisFeedback:
             pipe.hincrby(key, "total", change.total)
         pipe.hincrbyfloat(key, "score_sum", change.score_sum)
         pipe.expire(key, FEEDBACK_RETENTION_S + FEEDBACK_BUCKET_S)
-        event = msgspec.json.encode(msgspec.structs.replace(entry, replaced=old is not None))
+        event = replacing if old is not None else first
         pipe.xadd(self.events_key, {"e": event}, maxlen=FEEDBACK_EVENTS, approximate=True)
         with unavailable_on_error():
             await pipe.execute()
