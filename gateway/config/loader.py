@@ -21,6 +21,7 @@ from gateway.config.features import (
     rollout_section,
     shadow_section,
 )
+from gateway.config.feedback import FeedbackConfig, feedback_section
 from gateway.config.keys import ClientKey, Team, keys_section, teams_section
 from gateway.config.limits import LimitsConfig, limits_section
 from gateway.config.prompts import PromptConfig, prompts_section
@@ -132,6 +133,7 @@ class GatewayConfig:
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     teams: Mapping[str, Team] = field(default_factory=dict)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
 
 
 def load_config(
@@ -165,6 +167,7 @@ def load_config(
     control = Control(admins_section(root), change_control_section(root.table("change_control")))
     responses = responses_section(root.table("responses"))
     limits = limits_section(root.table("limits"))
+    feedback = feedback_section(root.table("feedback"))
     root.done()
     return GatewayConfig(
         path=str(file),
@@ -185,6 +188,7 @@ def load_config(
         responses=responses,
         teams=teams,
         limits=limits,
+        feedback=feedback,
     )
 
 

@@ -26,6 +26,7 @@ from gateway.prompts.versions import (
     Routing,
     check_routing,
 )
+from gateway.store.annotations import Annotations, redis_annotations
 from gateway.store.base import (
     HISTORY_LIMIT,
     RESTORED_BY,
@@ -93,6 +94,9 @@ class RedisStore:
 
     def records(self) -> Records:
         return RedisRecords(self._client, self.keys.prefix)
+
+    def annotations(self) -> Annotations:
+        return redis_annotations(self._client, self.keys.prefix)
 
     def responses(self, settings: ResponsesSettings) -> ResponseStore:
         return RedisResponses(self._client, self.keys.prefix, settings)
