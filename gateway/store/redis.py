@@ -26,7 +26,6 @@ from gateway.prompts.versions import (
     Routing,
     check_routing,
 )
-from gateway.store.annotations import Annotations, redis_annotations
 from gateway.store.base import (
     HISTORY_LIMIT,
     RESTORED_BY,
@@ -43,30 +42,18 @@ from gateway.store.base import (
     pushed_entry,
     version_not_found,
 )
-from gateway.store.captures import CaptureLog, RedisCaptureLog, Settings
-from gateway.store.dataset_runs import DatasetRuns
-from gateway.store.datasets import Datasets
-from gateway.store.datasets_redis import RedisDatasetRuns, RedisDatasets
 from gateway.store.errors import StoreUnavailable
-from gateway.store.keys_redis import RedisKeyStore
-from gateway.store.metering import Metering, redis_metering
 from gateway.store.prompt_records import decode_entry, decode_routing, decode_version, entry_json
-from gateway.store.records import Records, RedisRecords
 from gateway.store.redis_connect import Closer, RedisClient, connect, unavailable_on_error
+from gateway.store.redis_features import RedisFeatures
 from gateway.store.redis_keys import Keys, dumps, text
 from gateway.store.redis_watch import follow_changes
 from gateway.store.redis_writer import MAX_ATTEMPTS, Writer, Writes
-from gateway.store.replays import RedisReplays, ReplayStore
-from gateway.store.responses import RedisResponses, ResponseStore
-from gateway.store.responses import Settings as ResponsesSettings
-from gateway.store.rollout_redis import RedisRolloutStore, RedisVersionStats
-from gateway.store.rollouts import RolloutStore
-from gateway.store.version_counts import StatsSink
 
 log = logging.getLogger("gateway.store")
 
 
-class RedisStore:
+class RedisStore(RedisFeatures):
     kind = "redis"
 
     def __init__(
@@ -86,41 +73,6 @@ class RedisStore:
     @property
     def client(self) -> RedisClient:
         return self._client
-
-    # -- each feature's back end, on this client and prefix ------------------------
-
-    def capture_log(self, settings: Settings) -> CaptureLog:
-        return RedisCaptureLog(self._client, self.keys.prefix, settings)
-
-    def records(self) -> Records:
-        return RedisRecords(self._client, self.keys.prefix)
-
-    def annotations(self) -> Annotations:
-        return redis_annotations(self._client, self.keys.prefix)
-
-    def responses(self, settings: ResponsesSettings) -> ResponseStore:
-        return RedisResponses(self._client, self.keys.prefix, settings)
-
-    def rollouts(self) -> RolloutStore:
-        return RedisRolloutStore(self._client, self.keys.prefix)
-
-    def replays(self) -> ReplayStore:
-        return RedisReplays(self._client, self.keys.prefix)
-
-    def version_stats(self) -> StatsSink:
-        return RedisVersionStats(self._client, self.keys.prefix)
-
-    def datasets(self) -> Datasets:
-        return RedisDatasets(self._client, self.keys.prefix)
-
-    def dataset_runs(self) -> DatasetRuns:
-        return RedisDatasetRuns(self._client, self.keys.prefix)
-
-    def client_keys(self) -> RedisKeyStore:
-        return RedisKeyStore(self._client, self._cfg)
-
-    def metering(self) -> Metering:
-        return redis_metering(self._client, self.keys.prefix)
 
     # -- reads ---------------------------------------------------------------------
 
