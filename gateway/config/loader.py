@@ -34,6 +34,7 @@ from gateway.config.routes import (
     providers_section,
 )
 from gateway.config.source import Loader, Secret, Table, interpolate, read_toml
+from gateway.config.tracing import TracingConfig, tracing_section
 
 # Types defined beside this module, imported from here by the rest of the code.
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "ShadowConfig",
     "Target",
     "Team",
+    "TracingConfig",
     "load_config",
 ]
 
@@ -129,6 +131,7 @@ class GatewayConfig:
     control: Control = field(default_factory=Control)
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     teams: Mapping[str, Team] = field(default_factory=dict)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
 
 def load_config(
@@ -161,6 +164,7 @@ def load_config(
     rollout = rollout_section(root.table("rollout"))
     control = Control(admins_section(root), change_control_section(root.table("change_control")))
     responses = responses_section(root.table("responses"))
+    tracing = tracing_section(root.table("tracing"))
     root.done()
     return GatewayConfig(
         path=str(file),
@@ -180,6 +184,7 @@ def load_config(
         control=control,
         responses=responses,
         teams=teams,
+        tracing=tracing,
     )
 
 

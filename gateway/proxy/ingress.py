@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from aiohttp import StreamReader, web
@@ -20,6 +20,9 @@ from gateway.proxy.call import Call, trace_context
 from gateway.proxy.observers import notify_start
 from gateway.proxy.routing import PROMPT_PREFIX, RoutePlan, plan_model_route, plan_prompt_route
 from gateway.proxy.runtime import Runtime
+
+if TYPE_CHECKING:
+    from gateway.telemetry.tracing import CallTrace  # loaded only when tracing is on
 
 GATEWAY_FIELDS = frozenset({"prompt_variables"})  # ours: never sent upstream
 # Deeper bodies are refused: the JSON encoder stops at 254 levels, and no API needs many.
@@ -34,6 +37,7 @@ class Ingress:
     started: float  # perf_counter()
     key: str = ""  # the client key's name, once known
     planned: bool = False  # a `Call` was made: it records the request itself
+    span: CallTrace | None = None  # tracing on: the request's server span
 
     def age_s(self) -> float:
         return time.perf_counter() - self.started
@@ -198,6 +202,7 @@ def new_call(
         key=ingress.key,
         no_capture=request.headers.get("X-Gateway-No-Capture") == "1",
         trace=trace_context(request.headers),
+        span=ingress.span,
     )
     if prompted is not None:
         call.variables, call.prompt_messages = prompted.variables, prompted.messages
