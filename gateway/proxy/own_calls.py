@@ -53,16 +53,7 @@ async def call_pinned(
         made = prompted_body(pinned, client_body, upstream)
     except (ApiError, DomainError) as refused:
         error = refused if isinstance(refused, ApiError) else api_error(refused)
-        record = RequestRecord(
-            request_id,
-            OWN_PATH,
-            prompt=prompt,
-            version=version,
-            role=policy.role,
-            status=error.status,
-            error=error.code or "invalid_request",
-            latency_s=time.perf_counter() - started,
-        )
+        record = _refused(request_id, prompt, version, policy, error, started)
         telemetry.record(record, runtime.config)
         return record
     stream = body.get("stream") is True
@@ -90,3 +81,18 @@ async def call_pinned(
     record = record_of(call, run, await run_unattended(call, run))
     telemetry.record(record, runtime.config)
     return record
+
+
+def _refused(
+    request_id: str, prompt: str, version: str, policy: Policy, error: ApiError, started: float
+) -> RequestRecord:
+    return RequestRecord(
+        request_id,
+        OWN_PATH,
+        prompt=prompt,
+        version=version,
+        role=policy.role,
+        status=error.status,
+        error=error.code or "invalid_request",
+        latency_s=time.perf_counter() - started,
+    )
