@@ -110,6 +110,8 @@ def instructions(b: Bench, n: int) -> None:
         gw_url = f"http://127.0.0.1:{port}/v1/chat/completions"
         gw = [sys.executable, "-m", "gateway", "serve", "--config", str(gw_config)]
         peers = [("bare", bare, bare_url), ("gateway", gw, gw_url)]
+        if "gateway-tracing" in b.a.instr_peers:  # the same with [tracing] on
+            peers.append(("gateway-tracing", *_traced_gateway(b, config, endpoint)))
         if SHARED_BARE.exists():  # the team's bare-parse: stdlib json, its own paths
             port = free_port()
             path = "/stream/v1/chat/completions" if stream else "/v1/chat/completions"
@@ -122,6 +124,20 @@ def instructions(b: Bench, n: int) -> None:
             per_request = _count(b, f"{peer}-callgrind-{endpoint}", argv, url, _body(stream), n)
             log(f"instructions {endpoint} {peer}: {per_request:,} per request")
             b.add(test="instructions", kind=endpoint, peer=peer, instructions=per_request, n=n)
+
+
+def _traced_gateway(b: Bench, config: str, endpoint: str) -> tuple[list[str], str]:
+    """The gateway's config with every request traced (sample_ratio 1) to a local sink,
+    on a port of its own; the sink runs outside callgrind, on the load generators' CPU."""
+    sink_port, port = free_port(), free_port()
+    sink = [sys.executable, str(HERE / "otlp_sink.py"), "--port", str(sink_port)]
+    b.procs.start(f"otlp-sink-{endpoint}", sink, cpus="1" if b.a.pin else None)
+    traced = config.replace(f"port = {b.gw.port}", f"port = {port}", 1)
+    traced += f'\n[tracing]\notlp_endpoint = "http://127.0.0.1:{sink_port}/v1/traces"\n'
+    path = b.tmp / f"gateway-tracing-callgrind-{endpoint}.toml"
+    path.write_text(traced)
+    argv = [sys.executable, "-m", "gateway", "serve", "--config", str(path)]
+    return argv, f"http://127.0.0.1:{port}/v1/chat/completions"
 
 
 def live_stream(b: Bench, n: int) -> None:

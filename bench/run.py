@@ -84,7 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--instr-peers",
         default="bare,bare-shared,gateway",
-        help="instructions: whose to count (comma list; `gateway` alone while tuning)",
+        help="instructions: whose to count (comma list; `gateway` alone while tuning; "
+        "`gateway-tracing`: the gateway with [tracing] on, exporting to a local sink)",
     )
     ap.add_argument(
         "--instr-kinds", default="chat,stream,live", help="instructions: which kinds to count"

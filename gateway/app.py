@@ -46,7 +46,7 @@ from gateway.appkeys import (
     TELEMETRY,
     Lifecycle,
 )
-from gateway.config.loader import CaptureConfig, GatewayConfig
+from gateway.config.loader import CaptureConfig, GatewayConfig, TracingConfig
 from gateway.evaluation.capture import Capture
 from gateway.evaluation.feedback import FeedbackStats, RequestIndex, post_feedback
 from gateway.limits.limiter import Limiter
@@ -83,6 +83,8 @@ def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.A
     app[TELEMETRY] = Telemetry(metrics, access_log)
     app.cleanup_ctx.append(_metrics_flusher(metrics))  # first in, so last out
     app.cleanup_ctx.append(_access_log(access_log))
+    if config.tracing.enabled:  # after the access log: flushed once the requests are over
+        app.cleanup_ctx.append(_tracing(config.tracing))
     app.cleanup_ctx.append(_runtime(config))
     app.cleanup_ctx.append(_prompts(config, metrics, watch_interval_s))
     app.cleanup_ctx.append(_client_keys)  # the store's keys, in every request's key ring
@@ -144,6 +146,20 @@ def _access_log(writer: AccessLogWriter) -> Callable[[web.Application], AsyncIte
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
         writer.stop()
+
+    return ctx
+
+
+def _tracing(config: TracingConfig) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        # Imported here: with tracing off, OpenTelemetry is never loaded.
+        from gateway.telemetry.tracing import Tracing
+
+        telemetry = app[TELEMETRY]
+        tracing = telemetry.tracing = Tracing(config)
+        yield
+        telemetry.tracing = None
+        await asyncio.to_thread(tracing.shutdown)  # exports what is left
 
     return ctx
 

@@ -36,6 +36,7 @@ from gateway.config.routes import (
     providers_section,
 )
 from gateway.config.source import Loader, Secret, Table, interpolate, read_toml
+from gateway.config.tracing import TracingConfig, tracing_section
 
 # Types defined beside this module, imported from here by the rest of the code.
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "ShadowConfig",
     "Target",
     "Team",
+    "TracingConfig",
     "load_config",
 ]
 
@@ -134,6 +136,7 @@ class GatewayConfig:
     teams: Mapping[str, Team] = field(default_factory=dict)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
 
 def load_config(
@@ -168,6 +171,7 @@ def load_config(
     responses = responses_section(root.table("responses"))
     limits = limits_section(root.table("limits"))
     feedback = feedback_section(root.table("feedback"))
+    tracing = tracing_section(root.table("tracing"))
     root.done()
     return GatewayConfig(
         path=str(file),
@@ -189,6 +193,7 @@ def load_config(
         teams=teams,
         limits=limits,
         feedback=feedback,
+        tracing=tracing,
     )
 
 

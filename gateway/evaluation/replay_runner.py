@@ -54,13 +54,15 @@ async def replay_pairs(
     baseline: str | None,
     captures: Sequence[Mapping[str, Any]],
     concurrency: int,
+    replay_id: str = "",
 ) -> list[Pair]:
     """Each capture answered by the candidate (and the baseline), in capture order."""
     gate = asyncio.Semaphore(concurrency)
 
     async def answer(version: str, body: Mapping[str, Any]) -> Sample:
         async with gate:
-            return Sample.from_record(await call_pinned(app, prompt, version, body, REPLAY))
+            record = await call_pinned(app, prompt, version, body, REPLAY, run_id=replay_id)
+            return Sample.from_record(record)
 
     async def one(capture: Mapping[str, Any]) -> Pair:
         body = replay_body(capture)
@@ -88,7 +90,10 @@ async def run_replay(
     """The whole result: what was asked, the numbers, the differing cases, the verdict."""
     candidate, baseline = versions
     started = time.time()
-    pairs = await replay_pairs(app, prompt, candidate, baseline, captures, ask.concurrency)
+    replay_id = new_replay_id()
+    pairs = await replay_pairs(
+        app, prompt, candidate, baseline, captures, ask.concurrency, replay_id
+    )
     compared = compare(pairs)
     numbers = compared["numbers"]
     redact = app[RUNTIME].current.config.capture.redact
@@ -98,7 +103,7 @@ async def run_replay(
                 case[side] = redact_text(case[side], redact)
     stamps = [float(c.get("ts") or 0.0) for c in captures]
     return {
-        "id": new_replay_id(),
+        "id": replay_id,
         "prompt": prompt,
         "candidate": candidate,
         "baseline": baseline,

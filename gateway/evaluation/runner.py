@@ -63,12 +63,13 @@ async def run_dataset(app: web.Application, plan: RunPlan) -> DatasetRun:
     """Run every case, at most `plan.concurrency` at once, and judge each."""
     cases = dataset_cases(plan.dataset)
     started = time.time()
+    run_id = "run-" + secrets.token_hex(6)
     limit = asyncio.Semaphore(max(1, min(plan.concurrency, MAX_CONCURRENCY)))
 
     async def one(case: Case) -> CaseOutcome:
         async with limit:
             body = {**case.body(), "stream": plan.stream}
-            record = await call_pinned(app, plan.prompt, plan.version, body, TEST)
+            record = await call_pinned(app, plan.prompt, plan.version, body, TEST, run_id=run_id)
         failures = judge(case, record)
         return CaseOutcome(
             name=case.name,
@@ -84,18 +85,22 @@ async def run_dataset(app: web.Application, plan: RunPlan) -> DatasetRun:
         )
 
     outcomes = list(await asyncio.gather(*(one(case) for case in cases)))
-    return summarize(plan, outcomes, started, time.time())
+    return summarize(plan, outcomes, started, time.time(), run_id)
 
 
 def summarize(
-    plan: RunPlan, outcomes: list[CaseOutcome], started: float, finished: float
+    plan: RunPlan,
+    outcomes: list[CaseOutcome],
+    started: float,
+    finished: float,
+    run_id: str = "",
 ) -> DatasetRun:
     passed = sum(o.passed for o in outcomes)
     rate = passed / len(outcomes) if outcomes else 0.0
     latencies = sorted(o.latency_ms for o in outcomes)
     costs = [o.cost_usd for o in outcomes if o.cost_usd is not None]
     return DatasetRun(
-        id="run-" + secrets.token_hex(6),
+        id=run_id or "run-" + secrets.token_hex(6),
         prompt=plan.prompt,
         version=plan.version,
         version_hash=plan.version_hash,

@@ -21,6 +21,7 @@ from gateway.proxy.runtime import Runtime
 if TYPE_CHECKING:  # observers see calls; a call names who watches it
     from gateway.limits.limiter import Ticket
     from gateway.proxy.observers import RequestObserver
+    from gateway.telemetry.tracing import CallTrace  # loaded only when tracing is on
 
 SHADOW_HEADER = "X-Gateway-Shadow"
 
@@ -65,7 +66,10 @@ class Call:
     prompt_params: Mapping[str, Any] = field(default_factory=dict)  # the version's params
     no_capture: bool = False  # the client said X-Gateway-No-Capture: 1
     primary_request_id: str = ""  # a shadow copy: the request it mirrors
-    trace: dict[str, str] | None = None  # the client's W3C trace context, sent on
+    # The W3C trace context sent upstream: the client's as it came; with tracing on,
+    # the current attempt's (set by its span before each attempt).
+    trace: dict[str, str] | None = None
+    span: CallTrace | None = None  # tracing on: the call's spans
     keep_answer: bool = False  # an observer wants the answer's text
     watchers: list[RequestObserver] = field(default_factory=list)  # on_finish for these
     user: str = ""  # the end user: X-Gateway-User, else the body's `user`
@@ -82,6 +86,12 @@ class Call:
         if self.policy.headers:
             headers.update(self.policy.headers)
         return request
+
+    def trace_id(self) -> str:
+        """For the record: the trace this call is part of, if any."""
+        if self.span is not None:
+            return self.span.trace_id
+        return "" if self.trace is None else trace_id_of(self.trace)
 
     def expired(self) -> bool:
         # A timer may fire a hair before its time (clock resolution): allow a millisecond.
@@ -112,3 +122,9 @@ def trace_context(given: Mapping[str, str]) -> dict[str, str] | None:
     if state is not None:
         found["tracestate"] = state
     return found
+
+
+def trace_id_of(context: Mapping[str, str]) -> str:
+    """The trace id of a W3C trace context; empty when its traceparent is malformed."""
+    parent = context["traceparent"]  # version-traceid-spanid-flags
+    return parent[3:35] if len(parent) == 55 and parent[2] == "-" else ""

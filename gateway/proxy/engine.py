@@ -58,6 +58,8 @@ class EngineRun:
         (to be handed back as it came). `judged_at_end`: the answer is a stream whose
         reader gives the target's breaker its verdict when the stream ends."""
         call = self.call
+        if call.span is not None:  # tracing on: a span per attempt
+            attempt = call.span.traced(attempt)
         route, health = call.plan.route, call.policy.health
         budget = call.runtime.parts.budget(route.name, route.retry_budget_ratio)
         if health:

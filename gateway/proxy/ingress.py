@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from aiohttp import StreamReader, web
@@ -21,6 +21,9 @@ from gateway.proxy.call import Call, trace_context
 from gateway.proxy.observers import notify_start
 from gateway.proxy.routing import PROMPT_PREFIX, RoutePlan, plan_model_route, plan_prompt_route
 from gateway.proxy.runtime import Runtime
+
+if TYPE_CHECKING:
+    from gateway.telemetry.tracing import CallTrace  # loaded only when tracing is on
 
 GATEWAY_FIELDS = frozenset({"prompt_variables"})  # ours: never sent upstream
 USER_HEADER = "X-Gateway-User"  # the end user, when the body's `user` does not say
@@ -37,6 +40,7 @@ class Ingress:
     started: float  # perf_counter()
     key: str = ""  # the client key's name, once known
     planned: bool = False  # a `Call` was made: it records the request itself
+    span: CallTrace | None = None  # tracing on: the request's server span
 
     def age_s(self) -> float:
         return time.perf_counter() - self.started
@@ -186,21 +190,9 @@ def new_call(
         if not GATEWAY_FIELDS.isdisjoint(body)
         else body
     )
-    plan: RoutePlan
-    prompted: Prompted | None = None
-    if model.startswith(PROMPT_PREFIX):
-        sticky = request.headers.get("X-Gateway-Sticky-Key") or body.get("user")
-        plan, version = plan_prompt_route(
-            runtime,
-            request.app[PROMPTS].current,
-            model,
-            key,
-            sticky if isinstance(sticky, str) else None,
-        )
-        prompted = (prompted_as or prompted_body)(version, body, upstream_body)
+    plan, prompted = _plan(request, runtime, model, body, upstream_body, key, prompted_as)
+    if prompted is not None:
         upstream_body = prompted.body
-    else:
-        plan = plan_model_route(runtime, model, key)
     ingress = request[INGRESS]
     options = body.get("stream_options")
     user = request.headers.get(USER_HEADER) or body.get("user")
@@ -220,6 +212,7 @@ def new_call(
         trace=trace_context(request.headers),
         user=user[:MAX_USER_CHARS] if type(user) is str else "",
         team=key.team or "" if key is not None else "",
+        span=ingress.span,
     )
     if key is not None and key.limited:  # a key without limits costs this one check
         call.ticket = admit(request, runtime, key, upstream_body, plan)
@@ -229,6 +222,29 @@ def new_call(
     notify_start(request.app[OBSERVERS], call)
     ingress.planned = True  # from here on the call records itself
     return call
+
+
+def _plan(
+    request: web.Request,
+    runtime: Runtime,
+    model: str,
+    body: dict[str, Any],
+    upstream_body: Mapping[str, Any],
+    key: ClientKey | None,
+    prompted_as: PromptedAs | None,
+) -> tuple[RoutePlan, Prompted | None]:
+    """The route's plan, and a prompt's part of the body where `model` names one."""
+    if not model.startswith(PROMPT_PREFIX):
+        return plan_model_route(runtime, model, key), None
+    sticky = request.headers.get("X-Gateway-Sticky-Key") or body.get("user")
+    plan, version = plan_prompt_route(
+        runtime,
+        request.app[PROMPTS].current,
+        model,
+        key,
+        sticky if isinstance(sticky, str) else None,
+    )
+    return plan, (prompted_as or prompted_body)(version, body, upstream_body)
 
 
 def admit(

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway.appkeys import INGRESS, METRICS, RUNTIME, TELEMETRY
 from gateway.errors import ApiError, DomainError, api_error, error_body
+from gateway.proxy.call import trace_context, trace_id_of
 from gateway.proxy.ingress import Ingress
 from gateway.telemetry.recorder import RequestRecord
 
@@ -51,6 +52,11 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             answered.headers["X-Request-Id"] = request_id
         return answered
     ingress = request[INGRESS] = Ingress(request_id, time.perf_counter())
+    tracing = telemetry.tracing
+    if tracing is not None:  # tracing on: the request's server span
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else request.path
+        ingress.span = tracing.server(request.method, name, request.path, request.headers)
     metrics = app[METRICS]
     metrics.in_flight += 1
     status, error = 0, ""
@@ -71,6 +77,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         metrics.in_flight -= 1
         if not ingress.planned:  # refused before it was planned
             _record_unplanned(request, ingress, status, error)
+        if ingress.span is not None:
+            ingress.span.end(status)
     if not ingress.planned and not answered.prepared:  # a call's answers carry it already
         answered.headers["X-Request-Id"] = request_id
     return answered
@@ -85,8 +93,16 @@ def _record_unplanned(request: web.Request, ingress: Ingress, status: int, error
         error=error,
         latency_s=ingress.age_s(),
         method=request.method,
+        trace_id=_trace_id(request, ingress),
     )
     request.app[TELEMETRY].record(record, request.app[RUNTIME].current.config)
+
+
+def _trace_id(request: web.Request, ingress: Ingress) -> str:
+    if ingress.span is not None:
+        return ingress.span.trace_id
+    given = trace_context(request.headers)
+    return "" if given is None else trace_id_of(given)
 
 
 def error_answer(request: web.Request, exc: Exception) -> web.Response:

@@ -34,11 +34,13 @@ async def call_pinned(
     body: Mapping[str, Any],
     policy: Policy,
     timeout_s: float | None = None,
+    run_id: str = "",
 ) -> RequestRecord:
     """`body` (a chat completion request: messages, params, `prompt_variables`,
     `stream`) sent to `prompt:PROMPT@VERSION`; what happened, answer text included.
     A request the gateway refuses (a missing variable, an unknown version) is a record
-    with its status and error code, never an exception."""
+    with its status and error code, never an exception. With tracing on, the call is
+    a trace of its own, its root span naming `run_id` (the test run or the replay)."""
     runtime = app[RUNTIME].current
     telemetry = app[TELEMETRY]
     started = time.perf_counter()
@@ -51,16 +53,7 @@ async def call_pinned(
         made = prompted_body(pinned, client_body, upstream)
     except (ApiError, DomainError) as refused:
         error = refused if isinstance(refused, ApiError) else api_error(refused)
-        record = RequestRecord(
-            request_id,
-            OWN_PATH,
-            prompt=prompt,
-            version=version,
-            role=policy.role,
-            status=error.status,
-            error=error.code or "invalid_request",
-            latency_s=time.perf_counter() - started,
-        )
+        record = _refused(request_id, prompt, version, policy, error, started)
         telemetry.record(record, runtime.config)
         return record
     stream = body.get("stream") is True
@@ -82,7 +75,24 @@ async def call_pinned(
         no_capture=True,
         keep_answer=True,
     )
+    if telemetry.tracing is not None:
+        call.span = telemetry.tracing.own(policy.role, run_id, prompt, version)
     run = EngineRun(call)
     record = record_of(call, run, await run_unattended(call, run))
     telemetry.record(record, runtime.config)
     return record
+
+
+def _refused(
+    request_id: str, prompt: str, version: str, policy: Policy, error: ApiError, started: float
+) -> RequestRecord:
+    return RequestRecord(
+        request_id,
+        OWN_PATH,
+        prompt=prompt,
+        version=version,
+        role=policy.role,
+        status=error.status,
+        error=error.code or "invalid_request",
+        latency_s=time.perf_counter() - started,
+    )

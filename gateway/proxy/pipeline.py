@@ -104,10 +104,11 @@ def finish(app: web.Application, call: Call, run: EngineRun, ending: Ending) -> 
 
 
 def record_of(call: Call, run: EngineRun, ending: Ending) -> RequestRecord:
+    """What happened; with tracing on, the call's spans end with it."""
     target = run.target
     model = target.model if target is not None else ""
     plan = call.plan
-    return RequestRecord(
+    record = RequestRecord(
         call.request_id,
         call.path,
         route=plan.route.name,
@@ -130,7 +131,11 @@ def record_of(call: Call, run: EngineRun, ending: Ending) -> RequestRecord:
         usage=ending.usage,
         cost_usd=price_of(ending.usage, model, call.runtime.config),
         answer=ending.answer,
+        trace_id=call.trace_id() if call.trace is not None or call.span is not None else "",
     )
+    if call.span is not None:
+        call.span.close(record)
+    return record
 
 
 def complete_chat(

@@ -267,6 +267,7 @@ class ShadowRunner:
     ) -> Call:
         primary = job.primary_call
         timeout_s = primary.runtime.config.shadow.timeout_s
+        tracing = self._telemetry.tracing
         return Call(
             self._telemetry.new_request_id(),
             time.perf_counter(),
@@ -282,6 +283,8 @@ class ShadowRunner:
             variables=primary.variables,
             primary_request_id=primary.request_id,
             keep_answer=True,  # to compare with the primary's
+            # Tracing on: a child of the primary's span.
+            span=tracing.shadow(primary.span, primary.path) if tracing is not None else None,
         )
 
 

@@ -7,7 +7,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -16,6 +16,9 @@ from gateway.providers.base import Usage
 from gateway.telemetry.logs import AccessLogWriter
 from gateway.telemetry.metrics import Metrics, PendingCount
 from gateway.telemetry.spend_tally import SpendTally
+
+if TYPE_CHECKING:
+    from gateway.telemetry.tracing import Tracing  # loaded only when tracing is on
 
 
 @dataclass(slots=True)  # not frozen, not a NamedTuple: both are slower to make
@@ -46,6 +49,7 @@ class RequestRecord:
     cost_usd: float | None = None  # None: no answer, or a model with no price
     answer: str | None = None  # kept only when an observer asked (shadow, capture)
     method: str = "POST"
+    trace_id: str = ""  # the W3C trace it is part of (the client's, or ours with tracing on)
 
 
 def price_of(usage: Usage | None, model: str, config: GatewayConfig) -> float | None:
@@ -112,6 +116,7 @@ class Telemetry:
     def __init__(self, metrics: Metrics, access_log: AccessLogWriter | None = None) -> None:
         self.metrics = metrics
         self.access_log = access_log
+        self.tracing: Tracing | None = None  # set while the app runs, when [tracing] is on
         # Request ids: a random per-process prefix and a counter, cheaper than uuid4.
         self._id_prefix = secrets.token_hex(6)
         self._ids = itertools.count(1)
@@ -167,6 +172,7 @@ class Telemetry:
         line = {
             "ts": int(time.time() * 1000) / 1000,  # int() and /: round() is slow
             "request_id": o.request_id,
+            "trace_id": o.trace_id or None,
             "method": o.method,
             "path": o.path,
             "route": o.route,
