@@ -60,6 +60,10 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("GET", "/config"): "viewer",
     ("POST", "/reload"): "operator",
     ("GET", "/providers"): "viewer",
+    ("GET", "/reviews"): "viewer",
+    ("GET", "/reviews/{id}"): "viewer",
+    ("POST", "/reviews/{id}/approve"): "reviewer",
+    ("POST", "/reviews/{id}/reject"): "reviewer",
 }
 
 
