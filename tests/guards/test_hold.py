@@ -73,6 +73,13 @@ async def start_held(
     return await gateway_factory(config([url], HOLD + ADMINS + extra))
 
 
+async def pending_gauge(session: aiohttp.ClientSession, base: str) -> float:
+    async with session.get(base + "/metrics") as r:
+        page = await r.text()
+    [line] = [x for x in page.splitlines() if x.startswith("gateway_reviews_pending ")]
+    return float(line.split()[1])
+
+
 async def until(check: Callable[[], Awaitable[bool]], within_s: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_s
@@ -113,6 +120,7 @@ async def test_a_held_answer_reaches_the_client_only_after_an_edited_approval(
         assert captured["guards"] == [
             {"guard": "refunds", "result": "fail", "reason": "matches denied pattern 'refund code'"}
         ]
+        assert await pending_gauge(session, base) == 1.0
         status, decided = await admin_call(
             session,
             base,
@@ -129,6 +137,7 @@ async def test_a_held_answer_reaches_the_client_only_after_an_edited_approval(
         completion = view["completion"]
         assert completion["object"] == "chat.completion"
         assert completion["choices"][0]["message"]["content"] == "A person will call you."
+        assert await pending_gauge(session, base) == 0.0
         # Decided once: a second decision is a conflict.
         status, again = await admin_call(
             session, base, "POST", f"/reviews/{review_id}/reject", {"note": "no"}, REVIEWER
