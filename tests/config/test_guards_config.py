@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 
 from gateway.admin.config import redacted
+from gateway.appkeys import RUNTIME
 from gateway.config.loader import load_config
 from gateway.config.source import ConfigError
+from tests.eval_support import ADMIN, run_cli
 
 WriteConfig = Callable[..., Path]
 BASE = """
@@ -86,3 +91,24 @@ def test_bad_guard_config_is_a_load_error_naming_the_key(
     with pytest.raises(ConfigError) as error:
         load_config(write_config(BASE + text))
     assert key in str(error.value) and message in str(error.value)
+
+
+async def test_an_unknown_schema_keyword_is_refused_at_start_and_on_reload(
+    write_config: WriteConfig, gateway_factory: Any
+) -> None:
+    typo = '[guards.g]\njson_schema = { type = "object", minProperty = 1 }\n'
+    path = write_config(BASE + typo, name="typo.toml")
+    code, _, err = await run_cli("check-config", str(path))
+    assert code == 1 and "guards.g.json_schema" in err and "minProperty" in err
+
+    gw = await gateway_factory(f'[server]\nadmin_token = "{ADMIN}"\n' + BASE)
+    write_config(f'[server]\nadmin_token = "{ADMIN}"\n' + BASE + typo)  # the one it serves
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            gw.url("/admin/reload"), headers={"Authorization": f"Bearer {ADMIN}"}
+        ) as response,
+    ):
+        body = await response.json()
+    assert response.status == 400 and "minProperty" in orjson.dumps(body).decode()
+    assert gw.app[RUNTIME].current.config.guards == {}
