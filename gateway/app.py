@@ -30,6 +30,7 @@ from gateway.appkeys import (
     DATASET_RUNS,
     DATASETS,
     FEEDBACK,
+    GUARDED,
     LIFECYCLE,
     LIMITER,
     METRICS,
@@ -38,6 +39,7 @@ from gateway.appkeys import (
     RELOADER,
     REPLAYS,
     RESPONSES,
+    REVIEWS,
     ROLLOUTS,
     RUNTIME,
     SHADOW,
@@ -49,6 +51,9 @@ from gateway.appkeys import (
 from gateway.config.loader import CaptureConfig, GatewayConfig, TracingConfig
 from gateway.evaluation.capture import Capture
 from gateway.evaluation.feedback import FeedbackStats, RequestIndex, post_feedback
+from gateway.guards.queue import ReviewQueue
+from gateway.guards.review_api import client_review
+from gateway.guards.serve import serve_guarded
 from gateway.limits.limiter import Limiter
 from gateway.limits.metrics import LimitMetrics
 from gateway.limits.spend_writer import SpendWriter
@@ -92,6 +97,8 @@ def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.A
     app.cleanup_ctx.append(_evaluation)  # capture, feedback index, datasets and runs
     app.cleanup_ctx.append(_limits)  # limits and budgets of keys and teams, spend
     app.cleanup_ctx.append(_rollout)  # version stats and the rollout driver
+    app.cleanup_ctx.append(_reviews)  # the review queue and its timeout sweeper
+    app[GUARDED] = serve_guarded
     app[LIFECYCLE] = Lifecycle()
     app[OBSERVERS] = []
     shadow = ShadowRunner(config.shadow, app[TELEMETRY], metrics)
@@ -100,6 +107,7 @@ def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.A
     app.cleanup_ctx.append(_shadow(shadow))  # after _prompts: it reads the snapshot
     app.on_shutdown.append(_draining)
     app.router.add_post("/v1/feedback", post_feedback)  # before add_routes' /v1/* catch-all
+    app.router.add_get("/v1/reviews/{id}", client_review)
     add_routes(app)
     app.add_subapp("/admin/", create_admin_app())
     if config.metrics.enabled:
@@ -294,6 +302,20 @@ async def _rollout(app: web.Application) -> AsyncIterator[None]:
             await task
     await controller.release_all()
     await stats.close()
+
+
+async def _reviews(app: web.Application) -> AsyncIterator[None]:
+    """After `_prompts`: the review queue on the store's back end; every replica sweeps
+    for items past their time (the store decides each once)."""
+    store = app[PROMPTS].store
+    queue = ReviewQueue(store, store.reviews(), app[RUNTIME], app[METRICS])
+    app[REVIEWS] = queue
+    sweeper = asyncio.create_task(queue.sweep_forever())
+    yield
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
+    await queue.drain()
 
 
 def _shadow(runner: ShadowRunner) -> Callable[[web.Application], AsyncIterator[None]]:

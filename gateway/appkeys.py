@@ -11,11 +11,15 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:  # the keys name their types for the checker; at run time this is a leaf
+    from collections.abc import Awaitable, Callable
+
     from gateway.config.control import AdminIdentity
     from gateway.evaluation.capture import Capture
     from gateway.evaluation.feedback import FeedbackStats
+    from gateway.guards.queue import ReviewQueue
     from gateway.limits.limiter import Limiter
     from gateway.limits.spend_writer import SpendWriter
+    from gateway.proxy.call import Call
     from gateway.proxy.ingress import Ingress
     from gateway.proxy.observers import RequestObserver
     from gateway.proxy.runtime import RuntimeHolder
@@ -57,6 +61,12 @@ RESPONSES: web.AppKey[ResponseStore] = web.AppKey("responses")  # for previous_r
 CLIENT_KEYS: web.AppKey[KeyFollower] = web.AppKey("client_keys")  # the store's keys
 LIMITER: web.AppKey[Limiter] = web.AppKey("limiter")  # limits and budgets of keys and teams
 SPEND_WRITER: web.AppKey[SpendWriter] = web.AppKey("spend_writer")
+# Output guards (gateway.guards): how a chat completion is served once any guard is
+# configured, and the review queue of flagged and held answers.
+GUARDED: web.AppKey[Callable[[web.Request, Call], Awaitable[web.StreamResponse]]] = web.AppKey(
+    "guarded"
+)
+REVIEWS: web.AppKey[ReviewQueue] = web.AppKey("reviews")
 
 
 class Lifecycle:

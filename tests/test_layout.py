@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"store"},
     {"limits"},
     {"proxy"},
-    {"evaluation", "shadow"},
+    {"evaluation", "shadow", "guards"},
     {"rollout"},
     {"admin"},
     {"app", "reload"},

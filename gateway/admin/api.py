@@ -15,6 +15,7 @@ from gateway.evaluation.capture_labels_api import add_capture_label_routes
 from gateway.evaluation.dataset_api import add_dataset_routes
 from gateway.evaluation.feedback_api import add_feedback_routes
 from gateway.evaluation.replays_api import add_replay_routes
+from gateway.guards.review_api import add_review_routes
 from gateway.rollout.api import add_rollout_routes
 from gateway.shadow.report import add_report_routes
 
@@ -45,4 +46,5 @@ def create_admin_app() -> web.Application:
     add_rollout_routes(admin)  # /prompts/{name}/rollout[/pause|/resume]
     add_key_routes(admin)  # /keys[/{name}[/rotate]]
     add_spend_routes(admin)  # /spend, /limits
+    add_review_routes(admin)  # /reviews[/{id}[/approve|/reject]]
     return admin

@@ -74,6 +74,10 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("PATCH", "/keys/{name}"): "operator",
     ("DELETE", "/keys/{name}"): "operator",
     ("POST", "/keys/{name}/rotate"): "operator",
+    ("GET", "/reviews"): "viewer",
+    ("GET", "/reviews/{id}"): "viewer",
+    ("POST", "/reviews/{id}/approve"): "reviewer",
+    ("POST", "/reviews/{id}/reject"): "reviewer",
 }
 
 

@@ -24,13 +24,15 @@ from gateway.cli.keys import add_keys_parser, run_keys
 from gateway.cli.options import environment_help
 from gateway.cli.prompt_changes import add_change_parsers, run_change
 from gateway.cli.replay import add_replay_parser, run_replay
+from gateway.cli.review import add_review_parser, run_review
 from gateway.cli.rollout import add_rollout_parser, run_rollout
 from gateway.cli.serving import serve_app
 from gateway.cli.spend import add_spend_parser, run_spend
 from gateway.cli.supervisor import WORKER_ENV, Supervisor, exit_with_parent
 from gateway.config.control import ROLES
-from gateway.config.loader import GatewayConfig, load_config
+from gateway.config.loader import GatewayConfig
 from gateway.config.source import ConfigError
+from gateway.guards.schemas import load_checked
 from gateway.telemetry.logs import setup_logging
 
 
@@ -88,6 +90,7 @@ def _main(argv: Sequence[str] | None) -> int:
     add_replay_parser(commands)
     add_spend_parser(commands)
     add_feedback_parsers(commands)  # feedback list, captures label|unlabel|show
+    add_review_parser(commands)  # review list|show|approve|reject
 
     args = parser.parse_args(argv)
     if getattr(args, "feedback_command", None):
@@ -100,6 +103,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return run_datasets(args)
     if getattr(args, "change_command", None):
         return run_change(args)
+    if getattr(args, "review_command", None):
+        return run_review(args)
     if args.command == "serve":
         return _serve(args.config, args.host, args.port)
     if args.command == "check-config":
@@ -121,7 +126,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 def _load(path: str, text: str | None = None) -> GatewayConfig | None:
     try:
-        return load_config(path, text=text)
+        return load_checked(path, text=text)  # load_config, and the guards' schemas in full
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return None

@@ -22,6 +22,7 @@ from gateway.config.features import (
     shadow_section,
 )
 from gateway.config.feedback import FeedbackConfig, feedback_section
+from gateway.config.guards import GuardConfig, ReviewConfig, guards_section, review_section
 from gateway.config.keys import ClientKey, Team, keys_section, teams_section
 from gateway.config.limits import LimitsConfig, limits_section
 from gateway.config.prompts import PromptConfig, prompts_section
@@ -45,6 +46,7 @@ __all__ = [
     "ClientKey",
     "Control",
     "GatewayConfig",
+    "GuardConfig",
     "LimitsConfig",
     "LoggingConfig",
     "MetricsConfig",
@@ -53,6 +55,7 @@ __all__ = [
     "ProviderConfig",
     "RedisConfig",
     "ResponsesConfig",
+    "ReviewConfig",
     "RolloutConfig",
     "RouteConfig",
     "RouteShadow",
@@ -137,6 +140,8 @@ class GatewayConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    guards: Mapping[str, GuardConfig] = field(default_factory=dict)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
 
 
 def load_config(
@@ -151,11 +156,13 @@ def load_config(
     server = _server(root.table("server"))
     redis = _redis(root.table("redis"))
     providers, unusable = providers_section(root.table("providers"))
-    models = models_section(root.table("models"), providers, unusable)
+    guards = guards_section(root.table("guards"))
+    models = models_section(root.table("models"), providers, unusable, guards)
     pricing = _pricing(root.table("pricing"))
     teams = teams_section(root.table("teams"))
     keys = keys_section(root, set(models), teams)
-    prompts = prompts_section(root.table("prompts"), models, providers)
+    prompts = prompts_section(root.table("prompts"), models, providers, guards)
+    review = review_section(root.table("review"))
     logging_ = root.table("logging")
     log_cfg = LoggingConfig(
         level=logging_.text("level", "info"), access_log=logging_.flag("access_log", True)
@@ -194,6 +201,8 @@ def load_config(
         limits=limits,
         feedback=feedback,
         tracing=tracing,
+        guards=guards,
+        review=review,
     )
 
 

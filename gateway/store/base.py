@@ -29,6 +29,7 @@ from gateway.store.records import Records
 from gateway.store.replays import ReplayStore
 from gateway.store.responses import ResponseStore
 from gateway.store.responses import Settings as ResponsesSettings
+from gateway.store.reviews import ReviewStore
 from gateway.store.rollouts import RolloutStore
 from gateway.store.version_counts import StatsSink
 
@@ -161,6 +162,10 @@ class Store(Protocol):
 
     def metering(self) -> Metering:
         """Leases of the limits of keys and teams; spend by key, team and user."""
+        ...
+
+    def reviews(self) -> ReviewStore:
+        """Flagged and held answers waiting for a reviewer."""
         ...
 
 

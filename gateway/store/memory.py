@@ -38,6 +38,7 @@ from gateway.store.records import MemoryRecords, Records
 from gateway.store.replays import MemoryReplays, ReplayStore
 from gateway.store.responses import MemoryResponses, ResponseStore
 from gateway.store.responses import Settings as ResponsesSettings
+from gateway.store.reviews import MemoryReviews, ReviewStore
 from gateway.store.rollouts import MemoryRolloutStore, RolloutStore
 from gateway.store.version_counts import MemoryStats, StatsSink
 
@@ -61,6 +62,7 @@ class MemoryStore:
         self._dataset_runs = MemoryDatasetRuns()
         self._client_keys = MemoryKeyStore()
         self._metering = memory_metering()
+        self._reviews = MemoryReviews()
 
     async def load_all(self) -> dict[str, PromptState]:
         return {name: self._state(name) for name in self._versions}
@@ -232,3 +234,6 @@ class MemoryStore:
 
     def metering(self) -> Metering:
         return self._metering
+
+    def reviews(self) -> ReviewStore:
+        return self._reviews

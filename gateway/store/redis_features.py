@@ -17,6 +17,7 @@ from gateway.store.redis_keys import Keys
 from gateway.store.replays import RedisReplays, ReplayStore
 from gateway.store.responses import RedisResponses, ResponseStore
 from gateway.store.responses import Settings as ResponsesSettings
+from gateway.store.reviews_redis import RedisReviews
 from gateway.store.rollout_redis import RedisRolloutStore, RedisVersionStats
 from gateway.store.rollouts import RolloutStore
 from gateway.store.version_counts import StatsSink
@@ -59,3 +60,6 @@ class RedisFeatures:
 
     def metering(self) -> Metering:
         return redis_metering(self._client, self.keys.prefix)
+
+    def reviews(self) -> RedisReviews:
+        return RedisReviews(self._client, self.keys.prefix)

@@ -50,6 +50,8 @@ class RequestRecord:
     answer: str | None = None  # kept only when an observer asked (shadow, capture)
     method: str = "POST"
     trace_id: str = ""  # the W3C trace it is part of (the client's, or ours with tracing on)
+    guards: list[dict[str, str]] | None = None  # each output guard's verdict, in order
+    held: bool = False  # the answer waits for a reviewer: only reviewers may see it
 
 
 def price_of(usage: Usage | None, model: str, config: GatewayConfig) -> float | None:
@@ -199,5 +201,7 @@ class Telemetry:
             line["output_tokens"] = o.usage.output_tokens
             line["cached_input_tokens"] = o.usage.cached_input_tokens
         line["cost_usd"] = o.cost_usd
+        if o.guards is not None:  # the verdicts; their reasons may quote the answer
+            line["guards"] = [{"guard": g["guard"], "result": g["result"]} for g in o.guards]
         assert self.access_log is not None
         self.access_log.write(orjson.dumps(line) + b"\n")
