@@ -43,6 +43,7 @@ from gateway.appkeys import (
     Lifecycle,
 )
 from gateway.config.loader import CaptureConfig, GatewayConfig
+from gateway.console.page import add_console_routes
 from gateway.evaluation.capture import Capture
 from gateway.evaluation.feedback import FeedbackStats, RequestIndex, post_feedback
 from gateway.proxy.api import add_routes
@@ -90,6 +91,7 @@ def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.A
     app.router.add_post("/v1/feedback", post_feedback)  # before add_routes' /v1/* catch-all
     add_routes(app)
     app.add_subapp("/admin/", create_admin_app())
+    add_console_routes(app)  # /console: the page, behind the admin API
     if config.metrics.enabled:
         app.router.add_get("/metrics", _metrics_page)
     return app

@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
     {"evaluation", "shadow"},
     {"rollout"},
     {"admin"},
+    {"console"},
     {"app", "reload"},
     {"cli", "__main__"},
 ]

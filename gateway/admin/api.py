@@ -7,6 +7,7 @@ from aiohttp import web
 
 from gateway.admin import config, labels, prompts
 from gateway.admin.identity import admin_auth
+from gateway.admin.playground import add_playground_routes
 from gateway.admin.prompt_docs import add_docs_routes
 from gateway.evaluation.api import add_evaluation_routes
 from gateway.evaluation.dataset_api import add_dataset_routes
@@ -37,4 +38,5 @@ def create_admin_app() -> web.Application:
     add_evaluation_routes(admin)  # captures
     add_dataset_routes(admin)  # /datasets…, /prompts/{name}/versions/{v}/test, …/runs
     add_rollout_routes(admin)  # /prompts/{name}/rollout[/pause|/resume]
+    add_playground_routes(admin)  # /prompts/{name}/playground
     return admin

@@ -60,6 +60,8 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("GET", "/config"): "viewer",
     ("POST", "/reload"): "operator",
     ("GET", "/providers"): "viewer",
+    # The playground: operator or author (checked in gateway.admin.playground).
+    ("POST", "/prompts/{name}/playground"): "viewer",
 }
 
 
