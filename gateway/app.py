@@ -28,6 +28,7 @@ from gateway.appkeys import (
     DATASET_RUNS,
     DATASETS,
     FEEDBACK,
+    GUARDED,
     LIFECYCLE,
     METRICS,
     OBSERVERS,
@@ -35,6 +36,7 @@ from gateway.appkeys import (
     RELOADER,
     REPLAYS,
     RESPONSES,
+    REVIEWS,
     ROLLOUTS,
     RUNTIME,
     SHADOW,
@@ -46,6 +48,9 @@ from gateway.config.loader import CaptureConfig, GatewayConfig
 from gateway.console.page import add_console_routes
 from gateway.evaluation.capture import Capture
 from gateway.evaluation.feedback import FeedbackStats, RequestIndex, post_feedback
+from gateway.guards.queue import ReviewQueue
+from gateway.guards.review_api import client_review
+from gateway.guards.serve import serve_guarded
 from gateway.proxy.api import add_routes
 from gateway.proxy.middleware import gateway_middleware
 from gateway.proxy.runtime import RuntimeHolder, UpstreamParts, build_runtime
@@ -81,6 +86,8 @@ def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.A
     app.cleanup_ctx.append(_responses)  # kept answers for previous_response_id
     app.cleanup_ctx.append(_evaluation)  # capture, feedback index, datasets and runs
     app.cleanup_ctx.append(_rollout)  # version stats and the rollout driver
+    app.cleanup_ctx.append(_reviews)  # the review queue and its timeout sweeper
+    app[GUARDED] = serve_guarded
     app[LIFECYCLE] = Lifecycle()
     app[OBSERVERS] = []
     shadow = ShadowRunner(config.shadow, app[TELEMETRY], metrics)
@@ -89,6 +96,7 @@ def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.A
     app.cleanup_ctx.append(_shadow(shadow))  # after _prompts: it reads the snapshot
     app.on_shutdown.append(_draining)
     app.router.add_post("/v1/feedback", post_feedback)  # before add_routes' /v1/* catch-all
+    app.router.add_get("/v1/reviews/{id}", client_review)
     add_routes(app)
     app.add_subapp("/admin/", create_admin_app())
     add_console_routes(app)  # /console: the page, behind the admin API
@@ -236,6 +244,20 @@ async def _rollout(app: web.Application) -> AsyncIterator[None]:
             await task
     await controller.release_all()
     await stats.close()
+
+
+async def _reviews(app: web.Application) -> AsyncIterator[None]:
+    """After `_prompts`: the review queue on the store's back end; every replica sweeps
+    for items past their time (the store decides each once)."""
+    store = app[PROMPTS].store
+    queue = ReviewQueue(store, store.reviews(), app[RUNTIME], app[METRICS])
+    app[REVIEWS] = queue
+    sweeper = asyncio.create_task(queue.sweep_forever())
+    yield
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
+    await queue.drain()
 
 
 def _shadow(runner: ShadowRunner) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -11,9 +11,13 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:  # the keys name their types for the checker; at run time this is a leaf
+    from collections.abc import Awaitable, Callable
+
     from gateway.config.control import AdminIdentity
     from gateway.evaluation.capture import Capture
     from gateway.evaluation.feedback import FeedbackStats
+    from gateway.guards.queue import ReviewQueue
+    from gateway.proxy.call import Call
     from gateway.proxy.ingress import Ingress
     from gateway.proxy.observers import RequestObserver
     from gateway.proxy.runtime import RuntimeHolder
@@ -49,6 +53,12 @@ ROLLOUTS: web.AppKey[RolloutController] = web.AppKey("rollouts")
 SHADOW: web.AppKey[ShadowRunner] = web.AppKey("shadow")
 SHADOW_LOG: web.AppKey[ShadowLog] = web.AppKey("shadow_log")
 RESPONSES: web.AppKey[ResponseStore] = web.AppKey("responses")  # for previous_response_id
+# Output guards (gateway.guards): how a chat completion is served once any guard is
+# configured, and the review queue of flagged and held answers.
+GUARDED: web.AppKey[Callable[[web.Request, Call], Awaitable[web.StreamResponse]]] = web.AppKey(
+    "guarded"
+)
+REVIEWS: web.AppKey[ReviewQueue] = web.AppKey("reviews")
 
 
 class Lifecycle:

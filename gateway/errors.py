@@ -25,6 +25,7 @@ Reason = Literal[
     "client_error",
     "auth_error",
     "unsupported",
+    "guard_failed",  # the answer failed an output guard whose on_fail is `fallback`
 ]
 
 # Which reasons make the router try again (same target later, or the next one).

@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"telemetry"},
     {"store"},
     {"proxy"},
-    {"evaluation", "shadow"},
+    {"evaluation", "shadow", "guards"},
     {"rollout"},
     {"admin"},
     {"console"},

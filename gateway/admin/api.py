@@ -12,6 +12,7 @@ from gateway.admin.prompt_docs import add_docs_routes
 from gateway.evaluation.api import add_evaluation_routes
 from gateway.evaluation.dataset_api import add_dataset_routes
 from gateway.evaluation.replays_api import add_replay_routes
+from gateway.guards.review_api import add_review_routes
 from gateway.rollout.api import add_rollout_routes
 from gateway.shadow.report import add_report_routes
 
@@ -39,4 +40,5 @@ def create_admin_app() -> web.Application:
     add_dataset_routes(admin)  # /datasets…, /prompts/{name}/versions/{v}/test, …/runs
     add_rollout_routes(admin)  # /prompts/{name}/rollout[/pause|/resume]
     add_playground_routes(admin)  # /prompts/{name}/playground
+    add_review_routes(admin)  # /reviews[/{id}[/approve|/reject]]
     return admin

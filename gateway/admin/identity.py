@@ -62,6 +62,10 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("GET", "/providers"): "viewer",
     # The playground: operator or author (checked in gateway.admin.playground).
     ("POST", "/prompts/{name}/playground"): "viewer",
+    ("GET", "/reviews"): "viewer",
+    ("GET", "/reviews/{id}"): "viewer",
+    ("POST", "/reviews/{id}/approve"): "reviewer",
+    ("POST", "/reviews/{id}/reject"): "reviewer",
 }
 
 

@@ -22,6 +22,7 @@ from gateway.cli.evaluation import add_eval_parsers, run_eval
 from gateway.cli.options import environment_help
 from gateway.cli.prompt_changes import add_change_parsers, run_change
 from gateway.cli.replay import add_replay_parser, run_replay
+from gateway.cli.review import add_review_parser, run_review
 from gateway.cli.rollout import add_rollout_parser, run_rollout
 from gateway.cli.serving import serve_app
 from gateway.cli.supervisor import WORKER_ENV, Supervisor, exit_with_parent
@@ -87,6 +88,7 @@ def _main(argv: Sequence[str] | None) -> int:
     add_shadow_parser(commands)
     add_rollout_parser(commands)
     add_replay_parser(commands)
+    add_review_parser(commands)  # review list|show|approve|reject
 
     args = parser.parse_args(argv)
     if getattr(args, "eval_command", None):
@@ -97,6 +99,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return run_datasets(args)
     if getattr(args, "change_command", None):
         return run_change(args)
+    if getattr(args, "review_command", None):
+        return run_review(args)
     if args.command == "serve":
         return _serve(args.config, args.host, args.port)
     if args.command == "check-config":

@@ -21,6 +21,7 @@ from gateway.config.features import (
     rollout_section,
     shadow_section,
 )
+from gateway.config.guards import GuardConfig, ReviewConfig, guards_section, review_section
 from gateway.config.keys import ClientKey, Team, keys_section, teams_section
 from gateway.config.prompts import PromptConfig, prompts_section
 from gateway.config.responses import ResponsesConfig, responses_section
@@ -42,6 +43,7 @@ __all__ = [
     "ClientKey",
     "Control",
     "GatewayConfig",
+    "GuardConfig",
     "LoggingConfig",
     "MetricsConfig",
     "Pricing",
@@ -49,6 +51,7 @@ __all__ = [
     "ProviderConfig",
     "RedisConfig",
     "ResponsesConfig",
+    "ReviewConfig",
     "RolloutConfig",
     "RouteConfig",
     "RouteShadow",
@@ -129,6 +132,8 @@ class GatewayConfig:
     control: Control = field(default_factory=Control)
     responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     teams: Mapping[str, Team] = field(default_factory=dict)
+    guards: Mapping[str, GuardConfig] = field(default_factory=dict)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
 
 
 def load_config(
@@ -143,11 +148,13 @@ def load_config(
     server = _server(root.table("server"))
     redis = _redis(root.table("redis"))
     providers, unusable = providers_section(root.table("providers"))
-    models = models_section(root.table("models"), providers, unusable)
+    guards = guards_section(root.table("guards"))
+    models = models_section(root.table("models"), providers, unusable, guards)
     pricing = _pricing(root.table("pricing"))
     teams = teams_section(root.table("teams"))
     keys = keys_section(root, set(models), teams)
-    prompts = prompts_section(root.table("prompts"), models, providers)
+    prompts = prompts_section(root.table("prompts"), models, providers, guards)
+    review = review_section(root.table("review"))
     logging_ = root.table("logging")
     log_cfg = LoggingConfig(
         level=logging_.text("level", "info"), access_log=logging_.flag("access_log", True)
@@ -180,6 +187,8 @@ def load_config(
         control=control,
         responses=responses,
         teams=teams,
+        guards=guards,
+        review=review,
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.config.guards import GuardConfig, guard_names
 from gateway.config.routes import ProviderConfig, RouteConfig, Target
 from gateway.config.source import Table, plain
 from gateway.prompts.versions import PROMPT_NAME, PromptContent, TargetPin
@@ -43,6 +44,8 @@ class PromptConfig:
     docs: PromptDocs = PromptDocs()
     require_suite: str = ""  # a dataset: approval needs a passing run of it
     min_pass_rate: float = 1.0
+    guards: tuple[str, ...] = ()  # [guards.NAME] checked on every answer of the prompt
+    fallback_version: str = ""  # a guard's `fallback` once no target is left: vN, pinned
 
     def content(self) -> PromptContent:
         pins = tuple(TargetPin(t.provider, t.model) for t in self.targets)
@@ -50,7 +53,10 @@ class PromptConfig:
 
 
 def prompts_section(
-    t: Table, routes: Mapping[str, RouteConfig], providers: Mapping[str, ProviderConfig]
+    t: Table,
+    routes: Mapping[str, RouteConfig],
+    providers: Mapping[str, ProviderConfig],
+    guards: Mapping[str, GuardConfig] | None = None,
 ) -> dict[str, PromptConfig]:
     prompts: dict[str, PromptConfig] = {}
     for name in t.data:
@@ -85,6 +91,8 @@ def prompts_section(
             ),
             require_suite=p.text("require_suite", ""),
             min_pass_rate=p.number("min_pass_rate", 1.0),
+            guards=guard_names(p, guards or {}),
+            fallback_version=p.text("fallback_version", ""),
         )
         if prompts[name].min_pass_rate > 1:
             raise p.loader.error(p.key("min_pass_rate"), "must be at most 1 (a share of cases)")

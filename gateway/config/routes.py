@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gateway.config.guards import GuardConfig, guard_names
 from gateway.config.source import ConfigError, Secret, Table
 
 log = logging.getLogger("gateway.config")
@@ -71,6 +72,7 @@ class RouteConfig:
     # of what is left of the deadline, split between the targets not yet tried.
     per_try_timeout_s: float = 0.0
     shadow: RouteShadow = field(default_factory=RouteShadow)
+    guards: tuple[str, ...] = ()  # [guards.NAME] checked on every answer of the route
 
 
 def providers_section(t: Table) -> tuple[dict[str, ProviderConfig], dict[str, ConfigError]]:
@@ -126,7 +128,10 @@ def _provider(t: Table, name: str) -> ProviderConfig:
 
 
 def models_section(
-    t: Table, providers: Mapping[str, ProviderConfig], unusable: Mapping[str, ConfigError]
+    t: Table,
+    providers: Mapping[str, ProviderConfig],
+    unusable: Mapping[str, ConfigError],
+    guards: Mapping[str, GuardConfig] | None = None,
 ) -> dict[str, RouteConfig]:
     routes: dict[str, RouteConfig] = {}
     for alias in t.data:
@@ -158,6 +163,7 @@ def models_section(
             retry_budget_ratio=r.number("retry_budget_ratio", d.retry_budget_ratio),
             per_try_timeout_s=r.number("per_try_timeout_s", d.per_try_timeout_s),
             shadow=_route_shadow(r, providers, unusable),
+            guards=guard_names(r, guards or {}),
         )
         r.done()
     return routes

@@ -127,6 +127,8 @@ class Capture:
             "cost_usd": r.cost_usd,
             "request": self._request(call),
             "answer": r.answer,
+            "guards": r.guards,
+            "held": r.held,  # admin-only, like every capture; the client has not seen it
         }
 
     @staticmethod

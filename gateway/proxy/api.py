@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import PROMPTS, RUNTIME
+from gateway.appkeys import GUARDED, PROMPTS, RUNTIME
 from gateway.errors import ApiError
 from gateway.proxy import completions, health
 from gateway.proxy.ingress import authenticate, check_field, new_call, read_json
@@ -39,6 +39,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if "prompt_variables" in body:
         check_field(body, "prompt_variables", dict, "an object")
     call = new_call(request, runtime, body, key, stream is True)
+    if runtime.config.guards:  # any output guard configured: see gateway.guards
+        return await request.app[GUARDED](request, call)
     return await serve(request, call, complete_chat)
 
 

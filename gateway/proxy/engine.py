@@ -180,7 +180,7 @@ class EngineRun:
             else:
                 breaker.on_failure(error)
             show_circuit(metrics, target, breaker)
-            if error.reason != "client_error":
+            if error.reason not in ("client_error", "guard_failed"):  # it answered
                 metrics.provider_errors.labels(target.provider, target.model, error.reason).inc()
         if error.reason == "client_error":
             raise error

@@ -70,7 +70,7 @@ class CircuitBreaker:
             self._window.clear()
 
     def on_failure(self, error: UpstreamError) -> None:
-        if error.reason in ("client_error", "circuit_open"):
+        if error.reason in ("client_error", "circuit_open", "guard_failed"):
             self.release_probe()  # the target answered properly; not its fault
             return
         self._count(failed=True)

@@ -26,6 +26,7 @@ from gateway.store.records import Records
 from gateway.store.replays import ReplayStore
 from gateway.store.responses import ResponseStore
 from gateway.store.responses import Settings as ResponsesSettings
+from gateway.store.reviews import ReviewStore
 from gateway.store.rollouts import RolloutStore
 from gateway.store.version_counts import StatsSink
 
@@ -146,6 +147,10 @@ class Store(Protocol):
 
     def dataset_runs(self) -> DatasetRuns:
         """The runs the gateway made of datasets on prompt versions."""
+        ...
+
+    def reviews(self) -> ReviewStore:
+        """Flagged and held answers waiting for a reviewer."""
         ...
 
 

@@ -35,6 +35,7 @@ from gateway.store.records import MemoryRecords, Records
 from gateway.store.replays import MemoryReplays, ReplayStore
 from gateway.store.responses import MemoryResponses, ResponseStore
 from gateway.store.responses import Settings as ResponsesSettings
+from gateway.store.reviews import MemoryReviews, ReviewStore
 from gateway.store.rollouts import MemoryRolloutStore, RolloutStore
 from gateway.store.version_counts import MemoryStats, StatsSink
 
@@ -55,6 +56,7 @@ class MemoryStore:
         self._stats = MemoryStats()
         self._datasets = MemoryDatasets()
         self._dataset_runs = MemoryDatasetRuns()
+        self._reviews = MemoryReviews()
 
     async def load_all(self) -> dict[str, PromptState]:
         return {name: self._state(name) for name in self._versions}
@@ -217,3 +219,6 @@ class MemoryStore:
 
     def dataset_runs(self) -> DatasetRuns:
         return self._dataset_runs
+
+    def reviews(self) -> ReviewStore:
+        return self._reviews

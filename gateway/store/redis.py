@@ -56,6 +56,7 @@ from gateway.store.redis_writer import MAX_ATTEMPTS, Writer, Writes
 from gateway.store.replays import RedisReplays, ReplayStore
 from gateway.store.responses import RedisResponses, ResponseStore
 from gateway.store.responses import Settings as ResponsesSettings
+from gateway.store.reviews_redis import RedisReviews
 from gateway.store.rollout_redis import RedisRolloutStore, RedisVersionStats
 from gateway.store.rollouts import RolloutStore
 from gateway.store.version_counts import StatsSink
@@ -109,6 +110,9 @@ class RedisStore:
 
     def dataset_runs(self) -> DatasetRuns:
         return RedisDatasetRuns(self._client, self.keys.prefix)
+
+    def reviews(self) -> RedisReviews:
+        return RedisReviews(self._client, self.keys.prefix)
 
     # -- reads ---------------------------------------------------------------------
 

@@ -286,6 +286,25 @@ class Metrics:
         self.rollout_events = counter(
             "gateway_rollout_events_total", "Rollout decisions.", ("prompt", "event"), r
         )
+        self.guard_results = counter(
+            "gateway_guard_results_total",
+            "Guard checks on answers, by result (pass, fail, error: the webhook could not say).",
+            ("guard", "prompt", "version", "result"),
+            r,
+        )
+        self.reviews = counter(
+            "gateway_reviews_total",
+            "Review decisions, by outcome (approved, rejected, expired, released).",
+            ("prompt", "version", "outcome"),
+            r,
+        )
+        # The store's count, shared by the replicas: each reports the same number.
+        self.reviews_pending = Gauge(
+            "gateway_reviews_pending",
+            "Review items waiting for a decision.",
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.config_reloads = counter(
             "gateway_config_reloads_total", "Config reloads.", ("result",), r
         )

@@ -43,6 +43,8 @@ class RequestRecord:
     cost_usd: float | None = None  # None: no answer, or a model with no price
     answer: str | None = None  # kept only when an observer asked (shadow, capture)
     method: str = "POST"
+    guards: list[dict[str, str]] | None = None  # each output guard's verdict, in order
+    held: bool = False  # the answer waits for a reviewer: only reviewers may see it
 
 
 def price_of(usage: Usage | None, model: str, config: GatewayConfig) -> float | None:
@@ -185,5 +187,7 @@ class Telemetry:
             line["output_tokens"] = o.usage.output_tokens
             line["cached_input_tokens"] = o.usage.cached_input_tokens
         line["cost_usd"] = o.cost_usd
+        if o.guards is not None:
+            line["guards"] = o.guards
         assert self.access_log is not None
         self.access_log.write(orjson.dumps(line) + b"\n")

@@ -1,0 +1,1 @@
+"""Output guards on answers, and the review queue of flagged and held ones."""
