@@ -24,6 +24,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from gateway import __version__
 from gateway.admin.api import create_admin_app
 from gateway.appkeys import (
+    ANNOTATIONS,
     CAPTURE,
     DATASET_RUNS,
     DATASETS,
@@ -200,7 +201,8 @@ async def _evaluation(app: web.Application) -> AsyncIterator[None]:
     capture = Capture(runtime, holder.store.capture_log(settings))
     index = RequestIndex(runtime, records)
     app[CAPTURE] = capture
-    app[FEEDBACK] = FeedbackStats(index, records, app[METRICS])
+    app[ANNOTATIONS] = holder.store.annotations()
+    app[FEEDBACK] = FeedbackStats(index, app[ANNOTATIONS].feedback, app[METRICS])
     app[REPLAYS] = holder.store.replays()
     app[DATASETS] = holder.store.datasets()
     app[DATASET_RUNS] = holder.store.dataset_runs()

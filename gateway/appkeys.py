@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the keys name their types for the checker; at run time this
     from gateway.rollout.controller import RolloutController
     from gateway.shadow.report import ShadowLog
     from gateway.shadow.runner import ShadowRunner
+    from gateway.store.annotations import Annotations
     from gateway.store.dataset_runs import DatasetRuns
     from gateway.store.datasets import Datasets
     from gateway.store.follower import PromptsHolder
@@ -46,6 +47,7 @@ ADMIN: web.RequestKey[AdminIdentity] = web.RequestKey("admin")  # every /admin/ 
 # The features' own parts, set by their cleanup contexts in gateway.app.
 CAPTURE: web.AppKey[Capture] = web.AppKey("capture")
 FEEDBACK: web.AppKey[FeedbackStats] = web.AppKey("feedback")
+ANNOTATIONS: web.AppKey[Annotations] = web.AppKey("annotations")  # feedback, capture labels
 REPLAYS: web.AppKey[ReplayStore] = web.AppKey("replays")
 DATASETS: web.AppKey[Datasets] = web.AppKey("datasets")
 DATASET_RUNS: web.AppKey[DatasetRuns] = web.AppKey("dataset_runs")

@@ -10,7 +10,9 @@ from gateway.admin.identity import admin_auth
 from gateway.admin.playground import add_playground_routes
 from gateway.admin.prompt_docs import add_docs_routes
 from gateway.evaluation.api import add_evaluation_routes
+from gateway.evaluation.capture_labels_api import add_capture_label_routes
 from gateway.evaluation.dataset_api import add_dataset_routes
+from gateway.evaluation.feedback_api import add_feedback_routes
 from gateway.evaluation.replays_api import add_replay_routes
 from gateway.guards.review_api import add_review_routes
 from gateway.rollout.api import add_rollout_routes
@@ -37,6 +39,8 @@ def create_admin_app() -> web.Application:
     admin.router.add_get("/providers", config.providers)
     add_replay_routes(admin)  # /prompts/{name}/replays[/{replay}]
     add_evaluation_routes(admin)  # captures
+    add_capture_label_routes(admin)  # /captures/{id}/labels, /captures/{id}/dataset-case
+    add_feedback_routes(admin)  # /feedback
     add_dataset_routes(admin)  # /datasets…, /prompts/{name}/versions/{v}/test, …/runs
     add_rollout_routes(admin)  # /prompts/{name}/rollout[/pause|/resume]
     add_playground_routes(admin)  # /prompts/{name}/playground

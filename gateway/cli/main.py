@@ -19,6 +19,7 @@ from gateway import __version__
 from gateway.cli.admin import add_prompts_parser, add_shadow_parser, run_prompts, run_shadow
 from gateway.cli.datasets import add_dataset_parsers, run_datasets
 from gateway.cli.evaluation import add_eval_parsers, run_eval
+from gateway.cli.feedback import add_feedback_parsers, run_feedback
 from gateway.cli.options import environment_help
 from gateway.cli.prompt_changes import add_change_parsers, run_change
 from gateway.cli.replay import add_replay_parser, run_replay
@@ -89,8 +90,11 @@ def _main(argv: Sequence[str] | None) -> int:
     add_rollout_parser(commands)
     add_replay_parser(commands)
     add_review_parser(commands)  # review list|show|approve|reject
+    add_feedback_parsers(commands)  # feedback list, captures label|unlabel|show
 
     args = parser.parse_args(argv)
+    if getattr(args, "feedback_command", None):
+        return run_feedback(args)
     if getattr(args, "eval_command", None):
         return run_eval(args)
     if getattr(args, "replay_command", None):

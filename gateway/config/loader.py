@@ -21,6 +21,7 @@ from gateway.config.features import (
     rollout_section,
     shadow_section,
 )
+from gateway.config.feedback import FeedbackConfig, feedback_section
 from gateway.config.guards import GuardConfig, ReviewConfig, guards_section, review_section
 from gateway.config.keys import ClientKey, Team, keys_section, teams_section
 from gateway.config.prompts import PromptConfig, prompts_section
@@ -134,6 +135,7 @@ class GatewayConfig:
     teams: Mapping[str, Team] = field(default_factory=dict)
     guards: Mapping[str, GuardConfig] = field(default_factory=dict)
     review: ReviewConfig = field(default_factory=ReviewConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
 
 
 def load_config(
@@ -168,6 +170,7 @@ def load_config(
     rollout = rollout_section(root.table("rollout"))
     control = Control(admins_section(root), change_control_section(root.table("change_control")))
     responses = responses_section(root.table("responses"))
+    feedback = feedback_section(root.table("feedback"))
     root.done()
     return GatewayConfig(
         path=str(file),
@@ -189,6 +192,7 @@ def load_config(
         teams=teams,
         guards=guards,
         review=review,
+        feedback=feedback,
     )
 
 

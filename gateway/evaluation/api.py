@@ -1,7 +1,8 @@
 """The admin routes of capture, and what the prompt routes ask of evaluation:
 
-- `GET /admin/captures?prompt=&route=&since=24h&limit=100`: captured requests, newest
-  first (`since`: a duration like `90s`, `30m`, `24h`, `7d`, or seconds);
+- `GET /admin/captures?prompt=&route=&label=&feedback=&since=24h&limit=100`: captured
+  requests, newest first (`since`: a duration like `90s`, `30m`, `24h`, `7d`, or
+  seconds), each with its labels and feedback (gateway.evaluation.capture_annotations);
 - `GET /admin/captures/{request_id}`: one captured request;
 - `check_approvable`: the `require_suite` gate on approval (gateway.evaluation.suite_gate);
 - `annotate_prompt`: each version's latest test run in the prompt's JSON, as `test_run`.
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from gateway.appkeys import CAPTURE, DATASET_RUNS, DATASETS, PROMPTS, RUNTIME
 from gateway.errors import ApiError, Conflict
+from gateway.evaluation.capture_annotations import annotate, capture_filter
 from gateway.evaluation.suite_gate import gate_refusal
 
 BODY_LIMIT = 1024 * 1024
@@ -47,9 +49,11 @@ async def list_captures(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise ApiError(400, f"Bad query: {exc}.", code="invalid_query") from None
     limit = max(0, min(limit, MAX_CAPTURES))
+    keep = await capture_filter(request, query, since)
     captures = await request.config_dict[CAPTURE].log.query(
-        query.get("prompt") or None, since, limit, query.get("route") or None
+        query.get("prompt") or None, since, limit, query.get("route") or None, keep
     )
+    captures = await annotate(request, captures)
     return _json({"captures": captures, "count": len(captures)})
 
 
@@ -58,6 +62,7 @@ async def show_capture(request: web.Request) -> web.Response:
     record = await request.config_dict[CAPTURE].log.get(request_id)
     if record is None:
         raise ApiError(404, f"No captured request '{request_id}'.", code="capture_not_found")
+    (record,) = await annotate(request, [record])
     return _json(record)
 
 

@@ -190,6 +190,7 @@ async def _captured_case(request: web.Request, body: NewCases) -> dict[str, Any]
         )
     case = case_from_capture(record, body.name or f"req-{body.from_request}")
     case["checks"] = body.checks
+    case["from_request"] = body.from_request
     return case
 
 

@@ -1,4 +1,5 @@
-"""User feedback on answers: `POST /v1/feedback {request_id, score, comment?}`.
+"""User feedback on answers: `POST /v1/feedback {request_id, score, comment?, kind?,
+signal?}`; one per (request, client key), a second replacing the first.
 
 Every request's prompt, version and target go into a short-lived index when it is
 done: in memory in each process, the newest `REQUEST_INDEX_MAX` (about 6 MB) for at
@@ -25,6 +26,7 @@ from gateway.proxy.ingress import authenticate, read_json
 from gateway.proxy.observers import IGNORE, WATCH
 from gateway.proxy.runtime import RuntimeHolder
 from gateway.store.batch_writer import BatchWriter
+from gateway.store.feedback import FeedbackEntry, FeedbackLog, Kind
 from gateway.store.records import (
     REQUEST_INDEX_MAX,
     REQUEST_INDEX_TTL_S,
@@ -93,6 +95,40 @@ class FeedbackBody(msgspec.Struct, frozen=True):
     request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     score: float
     comment: str | None = None
+    kind: Kind = "explicit"
+    signal: str | None = None
+
+
+FEEDBACK_FIELDS = frozenset(FeedbackBody.__struct_fields__)
+
+
+def feedback_body(data: Any, signals: tuple[str, ...]) -> FeedbackBody:
+    """The body, checked: 400 `unknown_field` naming a field it does not know (a typo
+    must not pass for feedback without it), `unknown_signal` for a signal the config
+    does not list; an implicit feedback names its signal, an explicit one has none."""
+    if isinstance(data, dict):
+        for name in data:
+            if name not in FEEDBACK_FIELDS:
+                known = ", ".join(sorted(FEEDBACK_FIELDS))
+                raise Invalid(
+                    f"Unknown field '{str(name)[:64]}' (known: {known}).",
+                    param=str(name)[:64],
+                    code="unknown_field",
+                )
+    body = decode(data, FeedbackBody)
+    if body.kind == "implicit":
+        if body.signal is None:
+            raise Invalid("Implicit feedback names its 'signal'.", param="signal")
+        if body.signal not in signals:
+            known = ", ".join(signals) or "none configured"
+            raise Invalid(
+                f"Unknown signal '{body.signal[:64]}' ([feedback] signals: {known}).",
+                param="signal",
+                code="unknown_signal",
+            )
+    elif body.signal is not None:
+        raise Invalid("A 'signal' is for kind 'implicit'.", param="signal")
+    return body
 
 
 def feedback_value(score: float) -> tuple[float, str]:
@@ -105,48 +141,76 @@ def feedback_value(score: float) -> tuple[float, str]:
 
 
 class FeedbackStats:
-    """Feedback in: checked, tied to the request's version, counted. Counts out."""
+    """Feedback in: checked, tied to the request's version, kept one per (request,
+    key), counted. Counts out.
 
-    def __init__(self, index: RequestIndex, records: Records, metrics: Metrics) -> None:
+    `gateway_feedback_total` counts each (request, key) once, with the value its first
+    feedback had (a counter cannot go down); a later one that replaces it counts in
+    `gateway_feedback_replaced_total{from,to}`, so the values as they stand are
+    `feedback_total{value=V} - replaced{from=V} + replaced{to=V}`. The counts a
+    rollout reads hold each request once, with its latest value."""
+
+    def __init__(self, index: RequestIndex, log: FeedbackLog, metrics: Metrics) -> None:
         self.index = index
-        self.records = records
+        self.log = log
         self.metrics = metrics
 
     async def submit(
-        self, request_id: str, score: float, comment: str, key: str | None, redact: tuple[str, ...]
+        self, body: FeedbackBody, key: str | None, redact: tuple[str, ...]
     ) -> dict[str, Any]:
-        normalised, value = feedback_value(score)
-        served = await self.index.find(request_id)
+        normalised, value = feedback_value(body.score)
+        served = await self.index.find(body.request_id)
         # Another client key's request is as unknown as a made-up id.
         if served is None or (key is not None and served.key and served.key != key):
-            raise NotFound(f"No recent request with id '{request_id}'.", code="request_not_found")
-        await self.records.add_feedback(served, normalised, value, redact_text(comment, redact))
-        self.metrics.feedback.labels(served.prompt, served.version, value).inc()
+            raise NotFound(
+                f"No recent request with id '{body.request_id}'.", code="request_not_found"
+            )
+        entry = FeedbackEntry(
+            request_id=served.request_id,
+            at=time.time(),
+            prompt=served.prompt,
+            version=served.version,
+            provider=served.provider,
+            model=served.model,
+            score=normalised,
+            value=value,
+            comment=redact_text((body.comment or "")[:COMMENT_LIMIT], redact),
+            key=key or "",
+            route=served.route,
+            kind=body.kind,
+            signal=body.signal,
+        )
+        old = await self.log.give(entry)
+        if old is None:
+            self.metrics.feedback.labels(served.prompt, served.version, value).inc()
+        else:
+            replaced = self.metrics.feedback_replaced
+            replaced.labels(served.prompt, served.version, old.value, value).inc()
         return {
-            "request_id": request_id,
+            "request_id": body.request_id,
             "prompt": served.prompt or None,
             "version": served.version or None,
             "provider": served.provider,
             "model": served.model,
             "value": value,
             "score": normalised,
+            "kind": body.kind,
+            "signal": body.signal,
+            "replaced": old is not None,
         }
 
     async def counts(self, prompt: str, version: str, since_s: float) -> FeedbackCounts:
         """Feedback on one prompt version over the last `since_s` seconds (whole
         one-minute buckets, at most two days), for rollout guards."""
-        return await self.records.feedback_counts(prompt, version, since_s)
+        return await self.log.counts(prompt, version, since_s)
 
 
 async def post_feedback(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME].current
     key = authenticate(request, runtime)
-    body = decode(await read_json(request, FEEDBACK_BODY_LIMIT), FeedbackBody)
+    data = await read_json(request, FEEDBACK_BODY_LIMIT)
+    body = feedback_body(data, runtime.config.feedback.signals)
     answer = await request.app[FEEDBACK].submit(
-        body.request_id,
-        body.score,
-        (body.comment or "")[:COMMENT_LIMIT],
-        None if key is None else key.name,
-        runtime.config.capture.redact,
+        body, None if key is None else key.name, runtime.config.capture.redact
     )
     return web.json_response(answer)

@@ -61,6 +61,7 @@ class Case:
     params: Mapping[str, Any] = field(default_factory=dict)
     checks: Mapping[str, Any] = field(default_factory=dict)
     expected: Any = None
+    from_request: str | None = None  # the captured request it was made from
 
     def body(self) -> dict[str, Any]:
         """The chat request the case makes (the model is the pinned prompt version)."""
@@ -81,6 +82,8 @@ class Case:
         }
         if self.expected is not None:
             data["expected"] = self.expected
+        if self.from_request is not None:
+            data["from_request"] = self.from_request
         return data
 
 
@@ -134,6 +137,7 @@ class CaseLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     params: dict[str, Any] = msgspec.field(default_factory=dict)
     checks: dict[str, Any] = msgspec.field(default_factory=dict)
     expected: Any = None
+    from_request: str | None = None
 
 
 _KINDS = {"object": "an object", "array": "a list", "str": "a string"}
@@ -170,6 +174,7 @@ def parse_case(data: Any, where: str, number: int, unnamed: str = "line") -> Cas
         line.params,
         line.checks,
         line.expected,
+        line.from_request,
     )
 
 

@@ -19,6 +19,7 @@ from gateway.prompts.versions import (
     PromptVersion,
     Routing,
 )
+from gateway.store.annotations import Annotations
 from gateway.store.captures import CaptureLog, Settings
 from gateway.store.dataset_runs import DatasetRuns
 from gateway.store.datasets import Datasets
@@ -126,6 +127,10 @@ class Store(Protocol):
 
     def records(self) -> Records:
         """The request index and feedback."""
+        ...
+
+    def annotations(self) -> Annotations:
+        """Feedback on requests, and labels on captured ones."""
         ...
 
     def rollouts(self) -> RolloutStore: ...

@@ -27,6 +27,7 @@ from gateway.store.redis_connect import RedisClient
 Record = dict[str, Any]
 Settings = Callable[[], CaptureConfig]
 Fields = dict[str, Any]
+Keep = Callable[[Record], bool]  # a filter beyond prompt, route and time
 _PAGE = 200  # stream entries per read while searching
 
 
@@ -38,10 +39,15 @@ class CaptureLog(Protocol):
     async def get(self, request_id: str) -> Record | None: ...
 
     async def query(
-        self, prompt: str | None, since: float | None, limit: int, route: str | None = None
+        self,
+        prompt: str | None,
+        since: float | None,
+        limit: int,
+        route: str | None = None,
+        keep: Keep | None = None,
     ) -> list[Record]:
         """Newest first: records at or after `since` (unix time), of `prompt` and
-        `route` when given, at most `limit`."""
+        `route` when given, that `keep` keeps, at most `limit`."""
         ...
 
 
@@ -67,13 +73,18 @@ class MemoryCaptureLog:
         return next((r for r in reversed(self._records) if r["request_id"] == request_id), None)
 
     async def query(
-        self, prompt: str | None, since: float | None, limit: int, route: str | None = None
+        self,
+        prompt: str | None,
+        since: float | None,
+        limit: int,
+        route: str | None = None,
+        keep: Keep | None = None,
     ) -> list[Record]:
         found = []
         for record in reversed(self._records):
             if since is not None and float(record.get("ts") or 0) < since:
                 break  # appended in time order
-            if matches(record, prompt, None, route):
+            if matches(record, prompt, None, route) and (keep is None or keep(record)):
                 found.append(record)
                 if len(found) >= limit:
                     break
@@ -138,7 +149,12 @@ class FileCaptureLog:
             return await asyncio.to_thread(find)
 
     async def query(
-        self, prompt: str | None, since: float | None, limit: int, route: str | None = None
+        self,
+        prompt: str | None,
+        since: float | None,
+        limit: int,
+        route: str | None = None,
+        keep: Keep | None = None,
     ) -> list[Record]:
         def scan() -> list[Record]:
             found = []
@@ -146,7 +162,7 @@ class FileCaptureLog:
                 record: Record = orjson.loads(line)
                 if since is not None and float(record.get("ts") or 0) < since:
                     break
-                if matches(record, prompt, None, route):
+                if matches(record, prompt, None, route) and (keep is None or keep(record)):
                     found.append(record)
                     if len(found) >= limit:
                         break
@@ -214,7 +230,12 @@ class RedisCaptureLog:
         return found[0] if found else None
 
     async def query(
-        self, prompt: str | None, since: float | None, limit: int, route: str | None = None
+        self,
+        prompt: str | None,
+        since: float | None,
+        limit: int,
+        route: str | None = None,
+        keep: Keep | None = None,
     ) -> list[Record]:
         found: list[Record] = []
 
@@ -222,7 +243,7 @@ class RedisCaptureLog:
             if prompt is not None and _text(fields.get("p", b"")) != prompt:
                 return False
             record: Record = orjson.loads(fields["r"])
-            if matches(record, prompt, since, route):
+            if matches(record, prompt, since, route) and (keep is None or keep(record)):
                 found.append(record)
             return len(found) >= limit
 

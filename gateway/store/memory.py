@@ -14,6 +14,7 @@ from gateway.prompts.versions import (
     Routing,
     check_routing,
 )
+from gateway.store.annotations import Annotations, memory_annotations
 from gateway.store.base import (
     HISTORY_LIMIT,
     Loaded,
@@ -51,6 +52,7 @@ class MemoryStore:
         self._history: dict[str, list[HistoryEntry]] = {}
         self._lock = asyncio.Lock()
         self._records = MemoryRecords()
+        self._annotations = memory_annotations()
         self._rollouts = MemoryRolloutStore()
         self._replays = MemoryReplays()
         self._stats = MemoryStats()
@@ -201,6 +203,9 @@ class MemoryStore:
 
     def records(self) -> Records:
         return self._records
+
+    def annotations(self) -> Annotations:
+        return self._annotations
 
     def responses(self, settings: ResponsesSettings) -> ResponseStore:
         return MemoryResponses(settings)

@@ -1,5 +1,5 @@
 """What feedback and rollouts keep: which prompt version and target served a request,
-and feedback counts in time buckets.
+and feedback counts in time buckets (kept by gateway.store.feedback).
 In memory for the embedded store; in Redis, under the configured prefix:
 
 - `{prefix}request:{request_id}`: STRING with a TTL of `REQUEST_INDEX_TTL_S`; which
@@ -7,15 +7,13 @@ In memory for the embedded store; in Redis, under the configured prefix:
 - `{prefix}feedback:{{prompt}}:{version}:{bucket}`: HASH of `positive`, `negative`,
   `total`, `score_sum` within one `FEEDBACK_BUCKET_S` bucket (named by its start, unix
   seconds), expiring after `FEEDBACK_RETENTION_S`.
-- `{prefix}feedback:events`: STREAM (`MAXLEN ~ FEEDBACK_EVENTS`) of each feedback:
-  request id, prompt, version, target, score, value and comment (redacted).
 
 The `{prompt}` hash tags keep a prompt's keys in one Cluster slot, next to its versions."""
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple, Protocol
@@ -128,7 +126,7 @@ def buckets_since(since_s: float, now: float) -> list[int]:
 
 
 class Records(Protocol):
-    """The request index (shared part) and feedback, in one store."""
+    """The request index (its shared part)."""
 
     shared: bool  # seen by every replica (Redis), or this process only
 
@@ -136,46 +134,17 @@ class Records(Protocol):
 
     async def served_by(self, request_id: str) -> ServedBy | None: ...
 
-    async def add_feedback(self, served: ServedBy, score: float, value: str, comment: str) -> None:
-        """`score` on 0..1; `value` "positive" or "negative"."""
-        ...
-
-    async def feedback_counts(
-        self, prompt: str, version: str, since_s: float
-    ) -> FeedbackCounts: ...
-
 
 class MemoryRecords:
     """The embedded store's: the in-memory request index is the only one."""
 
     shared = False
 
-    def __init__(self) -> None:
-        self._buckets: dict[tuple[str, str], dict[int, FeedbackCounts]] = {}
-        self.events: deque[dict[str, Any]] = deque(maxlen=FEEDBACK_EVENTS)
-
     async def index_requests(self, entries: list[ServedBy], ttl_s: float) -> None:
         return None
 
     async def served_by(self, request_id: str) -> ServedBy | None:
         return None
-
-    async def add_feedback(self, served: ServedBy, score: float, value: str, comment: str) -> None:
-        now = time.time()
-        buckets = self._buckets.setdefault((served.prompt, served.version), {})
-        for old in [b for b in buckets if b < now - FEEDBACK_RETENTION_S]:
-            del buckets[old]
-        one = FeedbackCounts(int(value == "positive"), int(value == "negative"), 1, score)
-        bucket = bucket_of(now)
-        buckets[bucket] = buckets.get(bucket, FeedbackCounts()) + one
-        self.events.append(_event(served, score, value, comment, now))
-
-    async def feedback_counts(self, prompt: str, version: str, since_s: float) -> FeedbackCounts:
-        buckets = self._buckets.get((prompt, version), {})
-        total = FeedbackCounts()
-        for bucket in buckets_since(since_s, time.time()):
-            total += buckets.get(bucket, FeedbackCounts())
-        return total
 
 
 class RedisRecords:
@@ -187,13 +156,6 @@ class RedisRecords:
 
     def request_key(self, request_id: str) -> str:
         return f"{self.prefix}request:{request_id}"
-
-    def feedback_key(self, prompt: str, version: str, bucket: int) -> str:
-        return f"{self.prefix}feedback:{{{prompt}}}:{version}:{bucket}"
-
-    @property
-    def events_key(self) -> str:
-        return f"{self.prefix}feedback:events"
 
     async def index_requests(self, entries: list[ServedBy], ttl_s: float) -> None:
         pipe = self._client.pipeline(transaction=False)
@@ -209,51 +171,3 @@ class RedisRecords:
         with unavailable_on_error():
             raw = await self._client.get(self.request_key(request_id))
         return ServedBy.from_json(orjson.loads(raw)) if raw else None
-
-    async def add_feedback(self, served: ServedBy, score: float, value: str, comment: str) -> None:
-        now = time.time()
-        key = self.feedback_key(served.prompt, served.version, bucket_of(now))
-        pipe = self._client.pipeline(transaction=False)
-        pipe.hincrby(key, value, 1)
-        pipe.hincrby(key, "total", 1)
-        pipe.hincrbyfloat(key, "score_sum", score)
-        pipe.expire(key, FEEDBACK_RETENTION_S + FEEDBACK_BUCKET_S)
-        event = orjson.dumps(_event(served, score, value, comment, now))
-        pipe.xadd(self.events_key, {"e": event}, maxlen=FEEDBACK_EVENTS, approximate=True)
-        with unavailable_on_error():
-            await pipe.execute()
-
-    async def feedback_counts(self, prompt: str, version: str, since_s: float) -> FeedbackCounts:
-        pipe = self._client.pipeline(transaction=False)
-        for bucket in buckets_since(since_s, time.time()):
-            pipe.hgetall(self.feedback_key(prompt, version, bucket))
-        total = FeedbackCounts()
-        with unavailable_on_error():
-            replies = await pipe.execute()
-        for raw in replies:
-            fields = {_text(k): _text(v) for k, v in (raw or {}).items()}
-            total += FeedbackCounts(
-                int(fields.get("positive", 0)),
-                int(fields.get("negative", 0)),
-                int(fields.get("total", 0)),
-                float(fields.get("score_sum", 0.0)),
-            )
-        return total
-
-
-def _event(served: ServedBy, score: float, value: str, comment: str, at: float) -> dict[str, Any]:
-    return {
-        "at": at,
-        "request_id": served.request_id,
-        "prompt": served.prompt,
-        "version": served.version,
-        "provider": served.provider,
-        "model": served.model,
-        "score": score,
-        "value": value,
-        "comment": comment,
-    }
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw

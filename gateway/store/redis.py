@@ -8,7 +8,6 @@ both (see `watch`)."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -26,6 +25,7 @@ from gateway.prompts.versions import (
     Routing,
     check_routing,
 )
+from gateway.store.annotations import Annotations, redis_annotations
 from gateway.store.base import (
     HISTORY_LIMIT,
     RESTORED_BY,
@@ -61,8 +61,6 @@ from gateway.store.rollout_redis import RedisRolloutStore, RedisVersionStats
 from gateway.store.rollouts import RolloutStore
 from gateway.store.version_counts import StatsSink
 
-log = logging.getLogger("gateway.store")
-
 
 class RedisStore:
     kind = "redis"
@@ -92,6 +90,9 @@ class RedisStore:
 
     def records(self) -> Records:
         return RedisRecords(self._client, self.keys.prefix)
+
+    def annotations(self) -> Annotations:
+        return redis_annotations(self._client, self.keys.prefix)
 
     def responses(self, settings: ResponsesSettings) -> ResponseStore:
         return RedisResponses(self._client, self.keys.prefix, settings)
@@ -162,11 +163,9 @@ class RedisStore:
                     pipe.hset(keys.labels(name), mapping=dict(state.labels))
                 if state.docs:
                     pipe.set(keys.docs(name), dumps(dict(state.docs)))
-                if state.routing is not None:
-                    entry = routing_entry(
-                        "restored", RESTORED_BY, None, state.routing, RESTORED_REASON
-                    )
-                    self._routing_writes(name, state.routing, entry)(pipe)
+                if (routing := state.routing) is not None:
+                    entry = routing_entry("restored", RESTORED_BY, None, routing, RESTORED_REASON)
+                    self._routing_writes(name, routing, entry)(pipe)
 
             return True, writes
 

@@ -262,6 +262,12 @@ class Metrics:
         self.feedback = counter(
             "gateway_feedback_total", "User feedback.", ("prompt", "version", "value"), r
         )
+        self.feedback_replaced = counter(
+            "gateway_feedback_replaced_total",
+            "Feedback that replaced a request's earlier one (counted once in feedback_total).",
+            ("prompt", "version", "from", "to"),
+            r,
+        )
         self.prompt_weight = Family(
             Gauge(
                 "gateway_prompt_weight",
