@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 from playwright.async_api import Page, expect
 
-from tests.conftest import Gateway
+from tests.conftest import CLIENT_TOKEN, Gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "console"
@@ -41,8 +42,9 @@ def token(name: str) -> str:
 
 
 def console_config(upstream_url: str, extra: str = "") -> str:
-    """Prompt `support` (v1 from the config) on route `chat`, capture on, prices for
-    the mock model, the test client key, and one identity per role."""
+    """Prompt `support` (v1 from the config) on route `chat`; route `held`, whose
+    answers mentioning a secret are held for review; capture on; prices for the mock
+    model; the test client key; one identity per role."""
     people = "".join(
         f"""
         [[admins]]
@@ -72,6 +74,14 @@ def console_config(upstream_url: str, extra: str = "") -> str:
         [[keys]]
         name = "test-app"
         sha256 = "{{key_sha256}}"
+
+        [models.held]
+        targets = [{{ provider = "fake", model = "mock-gpt" }}]
+        guards = ["secrets"]
+
+        [guards.secrets]
+        regex_deny = ["secret"]
+        on_fail = "hold"
 
         [capture]
         enabled = true
@@ -111,6 +121,39 @@ async def push_v2(gw: Gateway) -> None:
     assert status == 201, body
 
 
+async def held_request(gw: Gateway, content: str) -> str:
+    """A request on route `held` whose answer the guard holds: its review id."""
+    async with gw.client() as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="held", messages=[{"role": "user", "content": content}]
+        )
+    assert raw.status_code == 202, raw.content
+    return str(orjson.loads(raw.content)["id"])
+
+
+async def client_review(gw: Gateway, review_id: str) -> Any:
+    """`GET /v1/reviews/{id}` as the client that made the held request."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            gw.url(f"/v1/reviews/{review_id}"),
+            headers={"Authorization": f"Bearer {CLIENT_TOKEN}"},
+        ) as response,
+    ):
+        assert response.status == 200
+        return await response.json()
+
+
+FORCED_CALL = """async ([path, body]) => {
+    const token = sessionStorage.getItem("gateway-console-token");
+    const r = await fetch(path, {
+        method: "POST", body: JSON.stringify(body),
+        headers: {Authorization: `Bearer ${token}`, "Content-Type": "application/json"},
+    });
+    return [r.status, await r.json()];
+}"""
+
+
 @dataclass
 class Console:
     gw: Gateway
@@ -131,6 +174,11 @@ class Console:
             .get_by_role("link", name=section)
             .click()
         )
+
+    async def forced(self, path: str, body: Any) -> tuple[int, Any]:
+        """A call the page would not offer, made from the page with its token."""
+        status, answer = await self.page.evaluate(FORCED_CALL, [path, body])
+        return status, answer
 
     async def shot(self, name: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -166,19 +166,10 @@ async def test_a_viewer_sees_no_approve_button_and_a_forced_call_is_refused(
     await console.shot("viewer")
 
     # The page hides the button; the API refuses the call anyway.
-    forced = await page.evaluate(
-        """async () => {
-            const token = sessionStorage.getItem("gateway-console-token");
-            const r = await fetch("/admin/prompts/support/versions/v2/approve", {
-                method: "POST", body: "{}",
-                headers: {Authorization: `Bearer ${token}`, "Content-Type": "application/json"},
-            });
-            return [r.status, await r.json()];
-        }"""
-    )
-    assert forced[0] == 403
-    assert forced[1]["error"]["code"] == "insufficient_role"
-    assert forced[1]["error"]["role_needed"] == "approver"
+    status, refused = await console.forced("/admin/prompts/support/versions/v2/approve", {})
+    assert status == 403
+    assert refused["error"]["code"] == "insufficient_role"
+    assert refused["error"]["role_needed"] == "approver"
     _, prompt = await admin_call(console.gw, "GET", "/prompts/support")
     assert prompt["versions"][1]["status"] == "draft"
 

@@ -338,7 +338,7 @@
     const filter = q({ state: $("#review-state").value, prompt: $("#review-prompt").value.trim() });
     const data = await attempt(() => api("GET", `/reviews${filter}`));
     if (!data) return;
-    const items = data.reviews || data.items || [];
+    const items = data.data || [];
     $("#review-empty").hidden = items.length > 0;
     fill($("#review-list"), items.map(reviewCard));
   }
@@ -354,7 +354,8 @@
       decideReview(item, how, note.value, answerBox.value);
     };
     return el("li", {}, el("article", { class: "panel", "aria-labelledby": title },
-      el("h3", { id: title, text: `${item.prompt || item.route}${item.version ? `@${item.version}` : ""} — ${item.kind}` }),
+      el("h3", { id: title, text: `${item.kind === "held" ? "Held" : "Flagged"} answer · ${
+        item.prompt ? `${item.prompt}@${item.version}` : `route ${item.route}`}` }),
       el("dl", { class: "facts" },
         ...[["Review", item.id], ["State", item.state], ["Guard", item.guard],
           ["Reason", item.reason], ["Route", item.route], ["Key", item.key],
@@ -400,16 +401,17 @@
 
   // -- captures --------------------------------------------------------------------
 
+  // One feedback per client key: [{key, value, score, kind, signal, comment, at}].
   function feedbackText(feedback) {
-    if (feedback === undefined || feedback === null) return "—";
-    if (typeof feedback !== "object") return String(feedback);
-    const parts = [feedback.value, feedback.kind === "implicit" ? feedback.signal : null,
-      feedback.comment ? `“${feedback.comment}”` : null];
-    return parts.filter((p) => p !== undefined && p !== null && p !== "").join(" ") || "—";
+    const entries = feedback || [];
+    if (!entries.length) return "—";
+    return entries.map((f) => [f.value, f.kind === "implicit" ? `(${f.signal})` : null,
+      f.comment ? `“${f.comment}”` : null, f.key ? `from ${f.key}` : null]
+      .filter(Boolean).join(" ")).join("; ");
   }
 
   function labelNames(labels) {
-    return (labels || []).map((l) => (typeof l === "string" ? l : l.label));
+    return (labels || []).map((l) => l.label);
   }
 
   async function loadCaptures(event) {
@@ -450,8 +452,8 @@
     $("#capture-answer").textContent = capture.answer || "";
     $("#capture-feedback-text").textContent = feedbackText(capture.feedback);
     fill($("#capture-labels"), (capture.labels || []).map((l) => el("li", {},
-      typeof l === "string" ? l : [el("strong", { text: l.label }),
-        l.note ? ` — ${l.note}` : "", l.by ? ` (${l.by}${l.at ? `, ${when(l.at)}` : ""})` : ""])));
+      el("strong", { text: l.label }), l.note ? ` — ${l.note}` : "",
+      ` (${l.by}, ${when(l.at)})`)));
     if (!(capture.labels || []).length) fill($("#capture-labels"), el("li", { text: "none yet" }));
     applyRoles($("#capture-detail"));
     $("#capture-detail").scrollIntoView({ block: "nearest" });
