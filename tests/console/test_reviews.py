@@ -40,8 +40,9 @@ async def test_a_reviewer_approves_a_held_answer_and_the_client_gets_it(
     _, item = await admin_call(console.gw, "GET", f"/reviews/{review_id}")
     assert (item["state"], item["decided_by"], item["note"]) == ("approved", "rita", "fine to send")
 
-    await page.get_by_label("State").select_option("approved")
-    await page.get_by_role("button", name="Show").click()
+    filters = page.get_by_role("form", name="Filter reviews")
+    await filters.get_by_label("State").select_option("approved")
+    await filters.get_by_role("button", name="Show").click()
     await expect(card).to_have_count(1)
     await expect(card).to_contain_text("rita")
     await expect(card.get_by_role("button")).to_have_count(0)  # decided: nothing to do
