@@ -13,7 +13,8 @@ from tests.console.support import Console, admin_call
 from tests.evaluation.test_capture import ask
 from tests.evaluation.test_feedback import feedback
 
-pytestmark = pytest.mark.timeout(120)  # a browser on a loaded machine
+# One loop for the browser and the gateways (see conftest); a browser on a loaded machine.
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(120)]
 
 
 async def captured_with_feedback(gw: Gateway) -> None:

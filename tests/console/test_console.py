@@ -14,7 +14,8 @@ from playwright.async_api import expect
 from tests.conftest import Gateway
 from tests.console.support import BREAK_GLASS, Console, admin_call, push_v2, token
 
-pytestmark = pytest.mark.timeout(120)  # a browser on a loaded machine
+# One loop for the browser and the gateways (see conftest); a browser on a loaded machine.
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(120)]
 ASSETS = ("/console", "/console/console.js", "/console/console.css")
 
 
@@ -211,6 +212,9 @@ async def test_an_operator_sets_weights_and_labels_and_the_history_shows_them(
     await expect(history.first).to_contain_text("label")
     await expect(history.nth(1)).to_contain_text("canary by hand")
     await expect(page.locator("#versions tbody tr", has_text="v2")).to_contain_text("10%")
+    row = page.locator("#prompt-list tbody tr", has_text="support")
+    await expect(row).to_contain_text("v1 90% · v2 10%")
+    await expect(row).to_contain_text("staging → v2")
     await console.shot("routing-and-labels")
     _, prompt = await admin_call(console.gw, "GET", "/prompts/support")
     assert prompt["routing"]["weights"] == {"v1": 90, "v2": 10}

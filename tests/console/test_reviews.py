@@ -9,7 +9,8 @@ from playwright.async_api import expect
 
 from tests.console.support import Console, admin_call, client_review, held_request
 
-pytestmark = pytest.mark.timeout(120)  # a browser on a loaded machine
+# One loop for the browser and the gateways (see conftest); a browser on a loaded machine.
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(120)]
 
 
 async def test_a_reviewer_approves_a_held_answer_and_the_client_gets_it(

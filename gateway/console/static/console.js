@@ -229,6 +229,11 @@
     applyRoles($("#prompt-detail"));
   }
 
+  async function refreshPrompt(name) {
+    await loadPrompts();
+    await openPrompt(name);
+  }
+
   function shadowText(routing) {
     const shadow = routing && routing.shadow;
     if (!shadow || !shadow.versions.length) return "";
@@ -279,7 +284,7 @@
     const done = await attempt(
       () => api("POST", `/prompts/${enc(name)}/versions/${enc(version)}/approve`, {}),
       `${version} approved.`);
-    if (done) await openPrompt(name);
+    if (done) await refreshPrompt(name);
   }
 
   async function saveRouting(event) {
@@ -294,7 +299,7 @@
     const body = { weights: chosen, shadow, reason: $("#routing-reason").value || undefined };
     const done = await attempt(() => api("PUT", `/prompts/${enc(prompt.name)}/routing`, body),
       "Routing saved.");
-    if (done) await openPrompt(prompt.name);
+    if (done) await refreshPrompt(prompt.name);
   }
 
   async function setLabel(event) {
@@ -305,7 +310,7 @@
     const done = await attempt(
       () => api("PUT", `/prompts/${enc(prompt.name)}/labels/${enc(label)}`, { version }),
       `${label} → ${version}.`);
-    if (done) await openPrompt(prompt.name);
+    if (done) await refreshPrompt(prompt.name);
   }
 
   async function showDiff(event) {
@@ -568,7 +573,8 @@
     const button = event.submitter || $("#playground-form button");
     button.disabled = true;
     notice("Running…");
-    const data = await attempt(() => api("POST", `/prompts/${enc(name)}/playground`, body), "Done.");
+    const data = await attempt(() => api("POST", `/prompts/${enc(name)}/playground`, body),
+      `Ran ${name} on ${body.versions.join(" and ")}.`);
     button.disabled = false;
     if (!data) return;
     fill($("#playground-results"), data.results.map((r, i) => {
