@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.drift import TargetCheck, check_states, new_drift
-from gateway.config.loader import GatewayConfig, load_config
+from gateway.config.loader import GatewayConfig
 from gateway.config.source import ConfigError
+from gateway.guards.schemas import load_checked
 from gateway.proxy.runtime import RuntimeHolder, build_runtime
 from gateway.store.base import seed_prompts
 from gateway.store.drift_report import DriftReport
@@ -88,7 +89,7 @@ class Reloader:
             self.signature = await asyncio.to_thread(file_signature, self.path)
             try:
                 # Reading a file is quick, but never on the event loop.
-                config = await asyncio.to_thread(load_config, self.path)
+                config = await asyncio.to_thread(load_checked, self.path)
             except ConfigError as exc:
                 self.metrics.config_reloads.labels("failure").inc()
                 log.error(

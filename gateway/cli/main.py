@@ -28,8 +28,9 @@ from gateway.cli.rollout import add_rollout_parser, run_rollout
 from gateway.cli.serving import serve_app
 from gateway.cli.supervisor import WORKER_ENV, Supervisor, exit_with_parent
 from gateway.config.control import ROLES
-from gateway.config.loader import GatewayConfig, load_config
+from gateway.config.loader import GatewayConfig
 from gateway.config.source import ConfigError
+from gateway.guards.schemas import load_checked
 from gateway.telemetry.logs import setup_logging
 
 
@@ -124,7 +125,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 def _load(path: str, text: str | None = None) -> GatewayConfig | None:
     try:
-        return load_config(path, text=text)
+        return load_checked(path, text=text)  # load_config, and the guards' schemas in full
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return None

@@ -33,7 +33,15 @@ from gateway.proxy.engine import EngineRun
 from gateway.proxy.ingress import GATEWAY_FIELDS, prompted_body
 from gateway.proxy.middleware import json_error
 from gateway.proxy.observers import notify_finish
-from gateway.proxy.pipeline import Answered, Completed, complete_chat, record_of, serve
+from gateway.proxy.pipeline import (
+    CANCELLED,
+    FAILED,
+    Answered,
+    Completed,
+    complete_chat,
+    record_of,
+    serve,
+)
 from gateway.proxy.routing import PROMPT_PREFIX, plan_prompt_route
 from gateway.proxy.runtime import ProviderRuntime
 
@@ -95,49 +103,53 @@ async def serve_guarded(request: web.Request, call: Call) -> web.StreamResponse:
     guards = guards_of(call)
     if not guards:
         return await serve(request, call, complete_chat)
-    if call.stream and any(g.on_fail == "hold" for g in guards):
-        raise ApiError(
-            400,
-            "This route holds answers for review: ask without 'stream', and poll "
-            "GET /v1/reviews/{id} for the answer.",
-            param="stream",
-            code="hold_needs_non_streaming",
-        )
-    if call.stream:
-        call.body = unstreamed(call.body)
-    outcome = await _run(request.app, call, guards)
-    answered: Answered | None = None
+    outcome = Outcome(call, EngineRun(call), GuardedAttempt(guards))
+    answered: Answered = CANCELLED
     try:
+        if call.stream and any(g.on_fail == "hold" for g in guards):
+            outcome.error = ApiError(
+                400,
+                "This route holds answers for review: ask without 'stream', and poll "
+                "GET /v1/reviews/{id} for the answer.",
+                param="stream",
+                code="hold_needs_non_streaming",
+            )
+        else:
+            if call.stream:
+                call.body = unstreamed(call.body)
+            outcome = await _run(request.app, outcome)
         answered = await _answer(request, outcome)
         assert answered.response is not None
         return answered.response
+    except asyncio.CancelledError:
+        raise
+    except BaseException:
+        answered = FAILED
+        raise
     finally:
         _finish(request.app, outcome, answered)
 
 
-async def _run(app: web.Application, call: Call, guards: tuple[GuardConfig, ...]) -> Outcome:
-    outcome = await _engine(call, guards)
+async def _run(app: web.Application, outcome: Outcome) -> Outcome:
+    await _engine(outcome)
     fallback = _fallback_version(outcome)
-    pinned = _pinned_call(app, call, fallback) if fallback else None
+    pinned = _pinned_call(app, outcome.call, fallback) if fallback else None
     if pinned is None:
         return outcome
     first = outcome
-    outcome = await _engine(pinned, guards)
+    outcome = Outcome(pinned, EngineRun(pinned), GuardedAttempt(first.attempt.guards))
+    await _engine(outcome)
     outcome.attempt.seen[:0] = first.attempt.seen
     outcome.run.attempts += first.run.attempts
     outcome.run.upstream_s += first.run.upstream_s
     return outcome
 
 
-async def _engine(call: Call, guards: tuple[GuardConfig, ...]) -> Outcome:
-    run = EngineRun(call)
-    attempt = GuardedAttempt(guards)
-    outcome = Outcome(call, run, attempt)
+async def _engine(outcome: Outcome) -> None:
     try:
-        outcome.completed = await run.first_success(attempt)
+        outcome.completed = await outcome.run.first_success(outcome.attempt)
     except (ApiError, UpstreamError) as error:
         outcome.error = error
-    return outcome
 
 
 def _fallback_version(outcome: Outcome) -> str:
@@ -236,13 +248,11 @@ def _refused(
     return Answered(response, status, error.reason)
 
 
-def _finish(app: web.Application, outcome: Outcome, answered: Answered | None) -> None:
+def _finish(app: web.Application, outcome: Outcome, answered: Answered) -> None:
     call = outcome.call
-    ending = answered or Answered(None, 500, "internal_error")
-    record = record_of(call, outcome.run, ending)
+    record = record_of(call, outcome.run, answered)
     record.guards = [v.to_json() for v in outcome.attempt.seen]
-    held = answered is not None and answered.status == 202
-    record.held = held
+    record.held = answered.status == 202
     metrics = call.runtime.parts.metrics
     for verdict in outcome.attempt.seen:
         labels = (verdict.guard.name, call.plan.prompt, call.plan.version, verdict.result)

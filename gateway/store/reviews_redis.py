@@ -55,8 +55,9 @@ return 1
 
 
 class RedisReviews:
-    def __init__(self, client: RedisClient, prefix: str) -> None:
+    def __init__(self, client: RedisClient, prefix: str, kept: int = ITEMS_KEPT) -> None:
         self._client = client
+        self.kept = kept
         self.items_key = f"{prefix}{{reviews}}:items"
         self.order_key = f"{prefix}{{reviews}}:order"
         self.pending_key = f"{prefix}{{reviews}}:pending"
@@ -68,7 +69,7 @@ class RedisReviews:
         keys = [self.items_key, self.order_key, self.pending_key]
         with unavailable_on_error():
             await self._add(
-                keys=keys, args=[item.id, encode(item), repr(item.created_at), expires, ITEMS_KEPT]
+                keys=keys, args=[item.id, encode(item), repr(item.created_at), expires, self.kept]
             )
 
     async def get(self, item_id: str) -> ReviewItem | None:

@@ -187,7 +187,7 @@ class Telemetry:
             line["output_tokens"] = o.usage.output_tokens
             line["cached_input_tokens"] = o.usage.cached_input_tokens
         line["cost_usd"] = o.cost_usd
-        if o.guards is not None:
-            line["guards"] = o.guards
+        if o.guards is not None:  # the verdicts; their reasons may quote the answer
+            line["guards"] = [{"guard": g["guard"], "result": g["result"]} for g in o.guards]
         assert self.access_log is not None
         self.access_log.write(orjson.dumps(line) + b"\n")

@@ -247,3 +247,16 @@ async def test_a_route_without_guards_is_served_as_before(
     text, headers = await ask(gw)
     assert text == "BAD but unguarded" and "X-Gateway-Review" not in headers
     assert await guard_results(gw) == {}
+
+
+async def test_fallback_with_no_target_or_version_left_is_a_block(
+    gateway_factory: Start, aiohttp_server: AiohttpServer
+) -> None:
+    first, _ = await scripted_upstream(aiohttp_server, "BAD")
+    second, _ = await scripted_upstream(aiohttp_server, "BAD too")
+    guard = 'regex_deny = ["BAD"]\non_fail = "fallback"'
+    gw = await gateway_factory(config([first, second], guarded(guard)))
+    with pytest.raises(openai.UnprocessableEntityError) as refused:
+        await ask(gw)
+    assert refused.value.code == "guard_failed"
+    assert await guard_results(gw) == {"fail": 2.0}

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
 from gateway.appkeys import CAPTURE
 from tests.conftest import CLIENT_TOKEN, AiohttpServer, Gateway
@@ -72,6 +73,13 @@ async def start_held(
     return await gateway_factory(config([url], HOLD + ADMINS + extra))
 
 
+async def pending_gauge(session: aiohttp.ClientSession, base: str) -> float:
+    async with session.get(base + "/metrics") as r:
+        page = await r.text()
+    [line] = [x for x in page.splitlines() if x.startswith("gateway_reviews_pending ")]
+    return float(line.split()[1])
+
+
 async def until(check: Callable[[], Awaitable[bool]], within_s: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_s
@@ -112,6 +120,7 @@ async def test_a_held_answer_reaches_the_client_only_after_an_edited_approval(
         assert captured["guards"] == [
             {"guard": "refunds", "result": "fail", "reason": "matches denied pattern 'refund code'"}
         ]
+        assert await pending_gauge(session, base) == 1.0
         status, decided = await admin_call(
             session,
             base,
@@ -128,6 +137,7 @@ async def test_a_held_answer_reaches_the_client_only_after_an_edited_approval(
         completion = view["completion"]
         assert completion["object"] == "chat.completion"
         assert completion["choices"][0]["message"]["content"] == "A person will call you."
+        assert await pending_gauge(session, base) == 0.0
         # Decided once: a second decision is a conflict.
         status, again = await admin_call(
             session, base, "POST", f"/reviews/{review_id}/reject", {"note": "no"}, REVIEWER
@@ -195,3 +205,60 @@ async def test_an_undecided_item_takes_the_configured_timeout(
             assert "completion" not in seen["view"]
         _, item = await admin_call(session, base, "GET", "/reviews/" + review_id)
         assert item["state"] == state and item["decided_by"] == "timeout" and item["timed_out"]
+
+
+async def test_a_decision_calls_back_and_is_in_the_prompts_history(
+    gateway_factory: Start, aiohttp_server: AiohttpServer
+) -> None:
+    heard: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def callback(request: web.Request) -> web.Response:
+        await heard.put(await request.json())
+        return web.json_response({})
+
+    hooks = web.Application()
+    hooks.router.add_post("/decided", callback)
+    hook_server = await aiohttp_server(hooks)
+    url, _ = await scripted_upstream(aiohttp_server, ANSWER)
+    extra = f"""
+        [guards.refunds]
+        regex_deny = ["refund code"]
+        on_fail = "hold"
+
+        [models.chat]
+        targets = [@TARGETS@]
+
+        [prompts.support]
+        model = "chat"
+        messages = [{{ role = "system", content = "Help." }}]
+        guards = ["refunds"]
+
+        [review]
+        callback_url = "{hook_server.make_url("/decided")}?token=cb-secret"
+    """
+    gw = await gateway_factory(config([url], extra + ADMINS))
+    base = gw.url("/").rstrip("/")
+    async with gw.client() as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="prompt:support", messages=[{"role": "user", "content": "refund?"}]
+        )
+    assert raw.status_code == 202
+    review_id = orjson.loads(raw.content)["id"]
+    async with aiohttp.ClientSession() as session:
+        status, _ = await admin_call(
+            session, base, "POST", f"/reviews/{review_id}/approve", {"note": "fine"}, REVIEWER
+        )
+        assert status == 200
+        said = await asyncio.wait_for(heard.get(), timeout=10)
+        assert said["id"] == review_id and said["state"] == "approved"
+        assert said["decided_by"] == "rita" and said["prompt"] == "support"
+        assert "answer" not in said and "messages" not in said  # the decision, not the text
+
+        async def in_history() -> bool:
+            _, entries = await admin_call(session, base, "GET", "/prompts/support/history")
+            return any(e["kind"] == "review" for e in entries["history"])
+
+        await until(in_history)
+        _, entries = await admin_call(session, base, "GET", "/prompts/support/history")
+        [entry] = [e for e in entries["history"] if e["kind"] == "review"]
+        assert entry["by"] == "rita" and entry["version"] == "v1" and entry["after"] == "approved"
