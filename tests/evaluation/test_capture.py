@@ -86,6 +86,7 @@ async def test_a_captured_request_holds_the_request_answer_and_numbers(
     expected_cost = (answer.usage.prompt_tokens * 1.0 + answer.usage.completion_tokens * 2.0) / 1e6
     assert record["cost_usd"] == pytest.approx(expected_cost)
     assert record["latency_ms"] > 0 and record["ttft_ms"] is None
+    assert (record.pop("labels"), record.pop("feedback")) == ([], [])  # beside the log
     raw = file.read_bytes()
     assert orjson.loads(raw.splitlines()[0]) == record
     for secret in (CLIENT_TOKEN, "sk-upstream-secret", "Authorization", "test-app"):

@@ -158,6 +158,7 @@ async def test_a_case_is_made_from_a_real_captured_request(
             "messages": [{"role": "user", "content": "Where is parcel 42?"}],
             "params": {"max_tokens": 64},
             "checks": {"contains": "parcel 42"},
+            "from_request": "req-42",
             "expected": answer.choices[0].message.content,
         }
         named = {"from_request": "req-42", "name": "parcel", "checks": {}}
