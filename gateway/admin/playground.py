@@ -31,7 +31,7 @@ Message = dict[str, Any]
 
 class PlaygroundBody(Body, frozen=True, forbid_unknown_fields=True):
     versions: Annotated[list[str], msgspec.Meta(min_length=1, max_length=MAX_VERSIONS)]
-    variables: dict[str, str] = msgspec.field(default_factory=dict)
+    variables: dict[str, Any] = msgspec.field(default_factory=dict)
     messages: list[Message] = msgspec.field(default_factory=list)
     params: dict[str, Any] = msgspec.field(default_factory=dict)
 

@@ -85,7 +85,7 @@ async def test_only_operators_and_authors_may_run_it(gw: Gateway, who: str) -> N
         (PATH, {"versions": []}, 400, None),
         (PATH, {"versions": ["v1", "v2", "v1"]}, 400, None),
         (PATH, {"versions": ["v1"], "nope": 1}, 400, None),
-        (PATH, {"versions": ["v1"], "variables": {"product": 3}}, 400, None),
+        (PATH, {"versions": ["v1"], "variables": ["Acme"]}, 400, None),
         (PATH, {"versions": ["v9"]}, 404, "version_not_found"),
         ("/prompts/nothing/playground", {"versions": ["v1"]}, 404, "prompt_not_found"),
     ],
