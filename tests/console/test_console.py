@@ -64,6 +64,7 @@ async def test_signing_in_shows_the_identity_and_keeps_the_token_out_of_the_page
     page = console.page
     await console.open()
     await expect(page.get_by_label("Admin token")).to_be_focused()
+    await console.shot("sign-in")
     await page.get_by_label("Admin token").fill("not-a-token")
     await page.keyboard.press("Enter")
     await expect(page.get_by_role("alert")).to_contain_text("Admin token required")
