@@ -171,6 +171,9 @@ class ReviewQueue:
     async def sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(self.config.sweep_interval_s)
+            config = self.runtime.current.config
+            if not config.guards and not config.review.timeout_s:
+                continue  # the feature is off: nothing to sweep, nothing to count
             try:
                 await self.sweep()
                 self.metrics.reviews_pending.set(await self.items.pending_count())
