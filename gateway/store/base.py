@@ -126,7 +126,7 @@ class Store(Protocol):
         ...
 
     def records(self) -> Records:
-        """The request index and feedback."""
+        """The request index: which version and target served a request."""
         ...
 
     def annotations(self) -> Annotations:

@@ -4,9 +4,9 @@ In memory for the embedded store; in Redis, under the configured prefix:
 
 - `{prefix}request:{request_id}`: STRING with a TTL of `REQUEST_INDEX_TTL_S`; which
   route, prompt, version, provider and model served it, and the client key's name.
-- `{prefix}feedback:{{prompt}}:{version}:{bucket}`: HASH of `positive`, `negative`,
-  `total`, `score_sum` within one `FEEDBACK_BUCKET_S` bucket (named by its start, unix
-  seconds), expiring after `FEEDBACK_RETENTION_S`.
+- feedback counts: `FeedbackCounts` per prompt version in `FEEDBACK_BUCKET_S` buckets
+  (named by their start, unix seconds), kept `FEEDBACK_RETENTION_S`; the keys are
+  gateway.store.feedback's.
 
 The `{prompt}` hash tags keep a prompt's keys in one Cluster slot, next to its versions."""
 
