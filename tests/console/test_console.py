@@ -91,7 +91,7 @@ async def test_signing_in_shows_the_identity_and_keeps_the_token_out_of_the_page
     stored = await page.evaluate("() => [sessionStorage.length, localStorage.length]")
     assert stored == [1, 0]  # the token, in this tab only
 
-    # a reload keeps the session; signing out forgets the token
+    # a reload keeps the sign-in; signing out forgets the token
     await page.reload()
     await expect(page.locator("#who-name")).to_have_text("rita")
     await page.get_by_role("button", name="Sign out").click()

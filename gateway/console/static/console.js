@@ -9,7 +9,7 @@
   const VIEWS = ["prompts", "reviews", "captures", "rollouts", "playground"];
   const state = { me: null, prompts: [], prompt: null, capture: null };
 
-  // -- small DOM helpers ------------------------------------------------------------
+  // -- building the page -------------------------------------------------------------
 
   const $ = (selector) => document.querySelector(selector);
 
