@@ -22,6 +22,11 @@ services:
 	  echo "installing redis-server and prometheus (Debian packages)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    redis-server prometheus >/dev/null; }
+	@# The console's tests drive Debian's headless Chromium through Playwright.
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium (Debian package)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium >/dev/null; }
 
 test: $(STAMP) services
 	$(VENV)/bin/ruff check gateway tests

@@ -49,6 +49,7 @@ from gateway.appkeys import (
     Lifecycle,
 )
 from gateway.config.loader import CaptureConfig, GatewayConfig, TracingConfig
+from gateway.console.page import add_console_routes
 from gateway.evaluation.capture import Capture
 from gateway.evaluation.feedback import FeedbackStats, RequestIndex, post_feedback
 from gateway.guards.queue import ReviewQueue
@@ -110,6 +111,7 @@ def create_app(config: GatewayConfig, *, watch_interval_s: float = 1.0) -> web.A
     app.router.add_get("/v1/reviews/{id}", client_review)
     add_routes(app)
     app.add_subapp("/admin/", create_admin_app())
+    add_console_routes(app)  # /console: the page, behind the admin API
     if config.metrics.enabled:
         app.router.add_get("/metrics", _metrics_page)
     return app

@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"evaluation", "shadow", "guards"},
     {"rollout"},
     {"admin"},
+    {"console"},
     {"app", "reload"},
     {"cli", "__main__"},
 ]

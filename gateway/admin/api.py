@@ -8,6 +8,7 @@ from aiohttp import web
 from gateway.admin import config, labels, prompts
 from gateway.admin.identity import admin_auth
 from gateway.admin.keys import add_key_routes
+from gateway.admin.playground import add_playground_routes
 from gateway.admin.prompt_docs import add_docs_routes
 from gateway.admin.spend import add_spend_routes
 from gateway.evaluation.api import add_evaluation_routes
@@ -46,5 +47,6 @@ def create_admin_app() -> web.Application:
     add_rollout_routes(admin)  # /prompts/{name}/rollout[/pause|/resume]
     add_key_routes(admin)  # /keys[/{name}[/rotate]]
     add_spend_routes(admin)  # /spend, /limits
+    add_playground_routes(admin)  # /prompts/{name}/playground
     add_review_routes(admin)  # /reviews[/{id}[/approve|/reject]]
     return admin

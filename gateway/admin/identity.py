@@ -74,6 +74,8 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("PATCH", "/keys/{name}"): "operator",
     ("DELETE", "/keys/{name}"): "operator",
     ("POST", "/keys/{name}/rotate"): "operator",
+    # The playground: operator or author (checked in gateway.admin.playground).
+    ("POST", "/prompts/{name}/playground"): "viewer",
     ("GET", "/reviews"): "viewer",
     ("GET", "/reviews/{id}"): "viewer",
     ("POST", "/reviews/{id}/approve"): "reviewer",

@@ -8,7 +8,6 @@ both (see `watch`)."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -49,8 +48,6 @@ from gateway.store.redis_features import RedisFeatures
 from gateway.store.redis_keys import Keys, dumps, text
 from gateway.store.redis_watch import follow_changes
 from gateway.store.redis_writer import MAX_ATTEMPTS, Writer, Writes
-
-log = logging.getLogger("gateway.store")
 
 
 class RedisStore(RedisFeatures):
@@ -122,11 +119,9 @@ class RedisStore(RedisFeatures):
                     pipe.hset(keys.labels(name), mapping=dict(state.labels))
                 if state.docs:
                     pipe.set(keys.docs(name), dumps(dict(state.docs)))
-                if state.routing is not None:
-                    entry = routing_entry(
-                        "restored", RESTORED_BY, None, state.routing, RESTORED_REASON
-                    )
-                    self._routing_writes(name, state.routing, entry)(pipe)
+                if (routing := state.routing) is not None:
+                    entry = routing_entry("restored", RESTORED_BY, None, routing, RESTORED_REASON)
+                    self._routing_writes(name, routing, entry)(pipe)
 
             return True, writes
 

@@ -1,0 +1,1 @@
+"""The console: the web page for the people who review and ship prompts (`/console`)."""
