@@ -9,15 +9,18 @@ ARG BASE=python:3.11-slim
 FROM ${BASE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
+# The lock (and the wheels of a wheelhouse, if there is one) before the source, so that
+# this layer stays cached until the lock changes. Pins and hashes only: nothing unlocked.
+COPY requirements.lock wheelhouse* ./
+RUN set -eu; \
+    offline=""; if ls ./*.whl >/dev/null 2>&1; then offline="--no-index --find-links ."; fi; \
+    python3 -m venv /opt/gateway; \
+    /opt/gateway/bin/pip install $offline --require-hashes --no-deps -r requirements.lock
+# The gateway itself, without dependencies (the lock has them all).
 COPY . .
-# Pins and hashes from the lock; the gateway itself without dependencies, so that
-# nothing unlocked comes in with it.
 RUN set -eu; \
     offline=""; if [ -d wheelhouse ]; then offline="--no-index --find-links wheelhouse"; fi; \
-    python3 -m venv /opt/gateway; \
-    /opt/gateway/bin/pip install $offline --require-hashes --no-deps -r requirements.lock; \
-    /opt/gateway/bin/pip install $offline --no-deps .; \
-    /opt/gateway/bin/pip check
+    /opt/gateway/bin/pip install $offline --no-deps . && /opt/gateway/bin/pip check
 
 FROM ${BASE}
 ENV PATH=/opt/gateway/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp
