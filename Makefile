@@ -62,7 +62,7 @@ bench-compare: $(STAMP)
 lock: $(STAMP)
 	@$(VENV)/bin/uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
 	$(VENV)/bin/uv pip compile pyproject.toml --universal --generate-hashes \
-	  --python-version 3.11 --quiet -o requirements.lock
+	  --python-version 3.11 --quiet --custom-compile-command "make lock" -o requirements.lock
 
 # Wheels for an offline `docker build` (a `wheelhouse/` folder in the context).
 # PYTHON_VERSION: the base image's Python (Debian bookworm's: 3.11.2).

@@ -52,12 +52,12 @@ until_ok 120 "dockerd answers" docker version || { tail -20 "$RUN/dockerd.log"; 
 
 if ! docker image inspect "$BASE" >/dev/null 2>&1; then
   if [ ! -f "$CACHE/bookworm-base.tar" ]; then
-    # The mirror apt already uses (no host name written down here).
-    mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-    [ -n "$mirror" ] || mirror=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list)
-    step "debootstrap bookworm from $mirror"
+    # The mirror apt already uses (no host name written down here); none: Debian's.
+    mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {print $2; exit}' || true)
+    [ -n "$mirror" ] || mirror=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+    step "debootstrap bookworm from ${mirror:-the default mirror}"
     debootstrap --variant=minbase --include=python3,python3-venv bookworm "$RUN/rootfs" \
-      "$mirror" >"$RUN/debootstrap.log" 2>&1 || { tail -20 "$RUN/debootstrap.log"; exit 1; }
+      ${mirror:+"$mirror"} >"$RUN/debootstrap.log" 2>&1 || { tail -20 "$RUN/debootstrap.log"; exit 1; }
     rm -rf "$RUN"/rootfs/var/cache/apt/archives/*.deb "$RUN"/rootfs/var/lib/apt/lists/*
     tar -C "$RUN/rootfs" -cf "$CACHE/bookworm-base.tar.tmp" .
     mv "$CACHE/bookworm-base.tar.tmp" "$CACHE/bookworm-base.tar"
@@ -69,7 +69,7 @@ fi
 
 python_version=$(docker run --rm --network none "$BASE" \
   python3 -c 'import platform; print(platform.python_version())')
-lock_sum=$(sha256sum requirements.lock | cut -c1-16)
+lock_sum=$(grep -v "^ *#" requirements.lock | sha256sum | cut -c1-16)  # the pins, not the comments
 wheels="$CACHE/wheelhouse-$python_version-$lock_sum"
 if [ ! -d "$wheels" ]; then
   step "wheelhouse for Python $python_version"
