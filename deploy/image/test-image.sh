@@ -91,6 +91,7 @@ docker run -d --name "$NAME" --network host --read-only --tmpfs /tmp \
   --health-interval 1s --health-start-period 60s -e GATEWAY_HEALTH_PORT="$port" \
   "$IMAGE" --config config/gateway.toml --host 127.0.0.1 --port "$port" >/dev/null
 [ "$(docker exec "$NAME" python3 -c 'import os; print(os.getuid())')" = "10001" ]
+docker exec "$NAME" sleep 0  # the Kubernetes preStop hook's command
 
 answer() {
   "$PY" - "$port" <<'EOF'
@@ -107,6 +108,8 @@ EOF
 }
 until_ok 60 "the demo route answers" answer || { docker logs "$NAME" | tail -20; exit 1; }
 step "demo route: $(answer)"
+"$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)' \
+  "http://127.0.0.1:$port/readyz"  # the readinessProbe
 healthy() { [ "$(docker inspect --format '{{.State.Health.Status}}' "$NAME")" = healthy ]; }
 until_ok 90 "HEALTHCHECK healthy" healthy || { docker inspect --format '{{json .State.Health}}' "$NAME"; exit 1; }
 step "HEALTHCHECK: healthy"
