@@ -60,3 +60,26 @@ bench-compare: $(STAMP)
 	BENCH_KEY_SHA256=$$(printf %s sk-bench | sha256sum | cut -d' ' -f1) \
 	../shared/bench/run.sh --no-litellm --candidate-port 18100 --candidate-cwd $(CURDIR) \
 	  --candidate '$(abspath $(VENV))/bin/gateway serve --config bench/candidate.toml' $(ARGS)
+
+# The image (Dockerfile) installs requirements.lock: pins and hashes of every runtime
+# dependency, for any platform and Python 3.11+. `make lock` after a change of pyproject.
+.PHONY: lock wheelhouse test-image image-tools
+lock: $(STAMP)
+	@$(VENV)/bin/uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --generate-hashes \
+	  --python-version 3.11 --quiet --custom-compile-command "make lock" -o requirements.lock
+
+# Wheels for an offline `docker build` (a `wheelhouse/` folder in the context).
+# PYTHON_VERSION: the base image's Python (Debian bookworm's: 3.11.2).
+wheelhouse: $(STAMP)
+	$(PY) deploy/image/wheelhouse.py --python-version $(or $(PYTHON_VERSION),3.11.2)
+
+image-tools:
+	@command -v dockerd >/dev/null && command -v debootstrap >/dev/null || { \
+	  echo "installing docker.io and debootstrap (Debian packages)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    docker.io debootstrap >/dev/null; }
+
+# Builds the image with no network on a Debian base made here, runs and stops it.
+test-image: $(STAMP) image-tools
+	deploy/image/test-image.sh
