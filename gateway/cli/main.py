@@ -46,8 +46,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AdminError as exc:  # any command's, where its group did not report it
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        return 130  # the shell's own for SIGINT
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the flush at exit cannot fail again
