@@ -54,13 +54,13 @@ async def gateway(*args: str, stdin: bytes = b"", token: str = ADMIN) -> tuple[i
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "GATEWAY_ADMIN_TOKEN": token},
     )
-    _, err = await asyncio.wait_for(process.communicate(stdin), timeout=50)
+    _, err = await asyncio.wait_for(process.communicate(stdin), timeout=150)  # a safety net
     assert process.returncode is not None
     assert "Traceback" not in err.decode()
     return process.returncode, err.decode()
 
 
-@pytest.mark.timeout(240)  # a dozen processes, on a loaded machine
+@pytest.mark.timeout(600)  # a dozen processes, on a loaded machine
 async def test_every_exit_code_of_the_scheme(
     gateway_factory: Callable[[str], Awaitable[Gateway]],
     upstream: Upstream,
@@ -107,12 +107,12 @@ async def test_every_exit_code_of_the_scheme(
     assert code == GATEWAY_ERROR and err.startswith("error: 503: "), err
 
 
-@pytest.mark.parametrize("code", [OK, FAILED, USAGE, UNREACHABLE, REFUSED, GATEWAY_ERROR])
-async def test_the_help_lists_the_exit_codes(code: int) -> None:
+async def test_the_help_lists_every_exit_code() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "--help", stdout=asyncio.subprocess.PIPE
     )
-    out, _ = await asyncio.wait_for(process.communicate(), timeout=50)
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=150)  # a safety net
     assert process.returncode == 0
-    text = out.decode()
-    assert "exit codes:" in text and f"\n  {code}  " in text.split("exit codes:")[1]
+    listed = out.decode().split("exit codes:\n")[1]
+    codes = [int(line.split()[0]) for line in listed.splitlines() if line.strip()]
+    assert codes == [OK, FAILED, USAGE, UNREACHABLE, REFUSED, GATEWAY_ERROR]
