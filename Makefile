@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/gateway serve --config $(CONFIG)
 
-# The services the tests start themselves (redis-server, prometheus) come from Debian.
+# The services the tests start themselves (redis-server, prometheus) come from Debian;
+# so does promtool (in the prometheus package), which checks and unit-tests the rules.
 services:
-	@command -v redis-server >/dev/null && command -v prometheus >/dev/null || { \
+	@command -v redis-server >/dev/null && command -v prometheus >/dev/null && \
+	  command -v promtool >/dev/null || { \
 	  echo "installing redis-server and prometheus (Debian packages)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    redis-server prometheus >/dev/null; }

@@ -140,7 +140,7 @@ def machine_meta(a: argparse.Namespace) -> dict[str, str]:
     return {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "machine": f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}",
-        "versions": f"llm-gateway {v('llm-gateway')}, Python {platform.python_version()}, "
+        "versions": f"llm-canary-gateway {v('llm-canary-gateway')}, Python {platform.python_version()}, "
         f"aiohttp {v('aiohttp')}, uvloop {v('uvloop')}, orjson {v('orjson')}, "
         f"prometheus-client {v('prometheus-client')}",
         "tools": f"{_sh(['nginx', '-v'])}; {_sh(['wrk', '-v'])}",

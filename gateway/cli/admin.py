@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import sys
 import tomllib
@@ -13,11 +14,16 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.exits import GATEWAY_ERROR, UNREACHABLE, USAGE, exit_code, for_status
 from gateway.cli.options import add_gateway_options, read_input
 
 
 class AdminError(Exception):
-    pass
+    """What a command reports; `exit_code` is its exit status (gateway.cli.exits)."""
+
+    def __init__(self, message: str, exit_code: int = USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class AdminClient:
@@ -27,7 +33,13 @@ class AdminClient:
         self.timeout_s = timeout_s
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
-        return json.loads(self._send(method, path, body) or b"null")
+        answer = self._send(method, path, body)
+        try:
+            return json.loads(answer or b"null")
+        except ValueError:
+            raise AdminError(
+                f"{self.url} did not answer {path} with JSON: is it the gateway?", GATEWAY_ERROR
+            ) from None
 
     def text(self, method: str, path: str) -> str:
         """An answer that is not JSON (a runbook's Markdown)."""
@@ -35,12 +47,18 @@ class AdminClient:
 
     def _send(self, method: str, path: str, body: Any) -> bytes:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{self.url}/admin{path}",
-            data=data,
-            method=method,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )
+        try:
+            request = urllib.request.Request(
+                f"{self.url}/admin{path}",
+                data=data,
+                method=method,
+                headers={
+                    "Authorization": f"Bearer {self.token}",
+                    "Content-Type": "application/json",
+                },
+            )
+        except ValueError as exc:  # a URL urllib cannot use: the user's input
+            raise AdminError(f"not a gateway URL: {self.url!r} ({exc})", USAGE) from None
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 answer: bytes = response.read()
@@ -50,9 +68,12 @@ class AdminClient:
                 message = json.loads(exc.read())["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 message = exc.reason
-            raise AdminError(f"{exc.code}: {message}") from None
+            raise AdminError(f"{exc.code}: {message}", for_status(exc.code)) from None
         except urllib.error.URLError as exc:
-            raise AdminError(f"cannot reach {self.url}: {exc.reason}") from None
+            raise AdminError(f"cannot reach {self.url}: {exc.reason}", UNREACHABLE) from None
+        except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+            # Cut off or silent after the connection was made.
+            raise AdminError(f"no answer from {self.url}: {exc!r}", UNREACHABLE) from None
 
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +111,7 @@ def run_prompts(args: argparse.Namespace) -> int:
         answer = _prompts_call(client, args)
     except AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exit_code(exc)
     if isinstance(answer, dict) and answer.get("stale"):
         age = answer.get("snapshot_age_s") or 0
         print(
@@ -222,7 +243,7 @@ def run_shadow(args: argparse.Namespace) -> int:
         answer = client.call("GET", f"/{kind}/{args.name}/shadow?since={since}")
     except AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exit_code(exc)
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0

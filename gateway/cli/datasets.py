@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.admin import AdminClient, AdminError
+from gateway.cli.exits import exit_code
 from gateway.cli.options import add_gateway_options
 from gateway.evaluation.suites import SuiteError, load_suite, run_table
 
@@ -79,7 +80,7 @@ def run_datasets(args: argparse.Namespace) -> int:
         return commands[args.dataset_command](args)
     except (AdminError, SuiteError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
 
 
 def _quoted(name: str) -> str:

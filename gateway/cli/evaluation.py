@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.admin import AdminClient, AdminError
+from gateway.cli.exits import exit_code
 from gateway.cli.options import add_gateway_options
 from gateway.evaluation.suites import SuiteError, case_from_capture, load_suite
 
@@ -58,7 +59,7 @@ def run_eval(args: argparse.Namespace) -> int:
         return commands[args.eval_command](args)
     except (AdminError, SuiteError, UsageError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
 
 
 def _suite_add(args: argparse.Namespace) -> int:

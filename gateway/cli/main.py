@@ -16,9 +16,16 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from gateway import __version__
-from gateway.cli.admin import add_prompts_parser, add_shadow_parser, run_prompts, run_shadow
+from gateway.cli.admin import (
+    AdminError,
+    add_prompts_parser,
+    add_shadow_parser,
+    run_prompts,
+    run_shadow,
+)
 from gateway.cli.datasets import add_dataset_parsers, run_datasets
 from gateway.cli.evaluation import add_eval_parsers, run_eval
+from gateway.cli.exits import FAILED, USAGE, exit_codes_help
 from gateway.cli.feedback import add_feedback_parsers, run_feedback
 from gateway.cli.keys import add_keys_parser, run_keys
 from gateway.cli.options import environment_help
@@ -41,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit 0, no traceback (the output was wanted only in part)."""
     try:
         return _main(argv)
+    except AdminError as exc:  # any command's, where its group did not report it
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the flush at exit cannot fail again
@@ -51,7 +61,7 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="gateway",
         description=__doc__,
-        epilog=environment_help(),
+        epilog=environment_help() + "\n\n" + exit_codes_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
@@ -135,7 +145,7 @@ def _load(path: str, text: str | None = None) -> GatewayConfig | None:
 def _check(path: str) -> int:
     config = _load(path, sys.stdin.read() if path == "-" else None)
     if config is None:
-        return 1
+        return FAILED  # the check's verdict
     print(
         f"{path}: ok (hash {config.hash}; {len(config.models)} routes, "
         f"{len(config.providers)} providers, {len(config.prompts)} prompts)"
@@ -146,7 +156,7 @@ def _check(path: str) -> int:
 def _serve(path: str, host: str | None, port: int | None) -> int:
     config = _load(path)
     if config is None:
-        return 2
+        return USAGE
     listener = setup_logging(config.logging.level)
     log = logging.getLogger("gateway")
     bind_host, bind_port = host or config.server.host, port or config.server.port
@@ -219,7 +229,7 @@ def _create_admin(name: str, roles: str) -> int:
     unknown = [r for r in chosen if r not in ROLES]
     if unknown or not chosen:
         print(f"error: roles are {', '.join(ROLES)}; not {unknown or roles!r}", file=sys.stderr)
-        return 2
+        return USAGE
     token = "gwa-" + secrets.token_urlsafe(32)
     digest = hashlib.sha256(token.encode()).hexdigest()
     print(f"New admin token for {name} (shown once, store it now):\n\n    {token}\n")

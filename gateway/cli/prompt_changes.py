@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.admin import AdminClient, AdminError, add_connection_args
+from gateway.cli.exits import exit_code
 
 _COLOURS = {"+": "\x1b[32m", "-": "\x1b[31m", "@": "\x1b[36m"}
 _BOLD, _RESET = "\x1b[1m", "\x1b[0m"
@@ -61,7 +62,7 @@ def run_change(args: argparse.Namespace) -> int:
         return run(AdminClient(args.url, args.token), args)
     except AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exit_code(exc)
 
 
 def _path(name: str, *parts: str) -> str:

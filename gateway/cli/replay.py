@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.admin import AdminClient, AdminError
+from gateway.cli.exits import exit_code
 from gateway.cli.options import add_gateway_options
 from gateway.evaluation.replay_report import render_html, render_markdown, verdict_line
 from gateway.evaluation.replay_verdict import FailOn
@@ -91,7 +92,7 @@ def run_replay(args: argparse.Namespace) -> int:
         written = _write_reports(result, args.html, args.markdown)
     except (AdminError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
     try:
         print(summary(result))
         for path in written:

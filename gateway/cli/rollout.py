@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from gateway.cli.admin import AdminClient, AdminError, add_connection_args
+from gateway.cli.exits import exit_code
 
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smh]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
@@ -99,7 +100,7 @@ def run_rollout(args: argparse.Namespace) -> int:
             return watch(client, path, answer)
     except AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exit_code(exc)
     return 0
 
 

@@ -14,7 +14,7 @@ from gateway.config.source import Secret, Table
 
 EXTRA_MISSING = (
     "tracing needs the 'otel' extra, which is not installed: "
-    "pip install 'llm-gateway[otel]' (or remove [tracing])"
+    "pip install 'llm-canary-gateway[otel]' (or remove [tracing])"
 )
 
 

@@ -51,7 +51,7 @@ async def prompts(
 async def test_label_set_refused_for_a_protected_label_and_deleted(team: Team) -> None:
     await team.alice.call("POST", "/prompts/support/versions", V2)
     code, _, err = await prompts(team, "alice", "label", "support", "production", "v1")
-    assert code == 1 and "403" in err and "needs the approver role" in err
+    assert code == 4 and "403" in err and "needs the approver role" in err
     code, out, _ = await prompts(team, "bob", "label", "support", "production", "v1")
     assert code == 0 and out.startswith("support: production → v1 (h")
     code, out, _ = await prompts(team, "bob", "label", "support", "staging", "v2")  # a draft
@@ -63,7 +63,7 @@ async def test_label_set_refused_for_a_protected_label_and_deleted(team: Team) -
     _, state = await team.carol.call("GET", "/prompts/support")
     assert state["labels"] == {"production": "v1"}
     code, _, err = await prompts(team, "bob", "label", "support", "staging", "v2", "--delete")
-    assert code == 1 and "not both" in err
+    assert code == 2 and "not both" in err
 
 
 async def test_diff_prints_the_unified_diff_without_colour_into_a_pipe(team: Team) -> None:
@@ -75,7 +75,7 @@ async def test_diff_prints_the_unified_diff_without_colour_into_a_pipe(team: Tea
     code, out, _ = await prompts(team, "carol", "diff", "support", "v1", "v1")
     assert code == 0 and out == "support: v1 and v1 are the same\n"
     code, _, err = await prompts(team, "carol", "diff", "support", "v1", "v7")
-    assert code == 1 and "404" in err
+    assert code == 4 and "404" in err
 
 
 async def test_diff_is_coloured_on_a_terminal(team: Team) -> None:
@@ -166,7 +166,7 @@ async def test_rollback_undo_and_to_an_entry(team: Team) -> None:
     _, history = await team.carol.call("GET", "/prompts/support/history")
     assert [e["by"] for e in history["history"][:2]] == ["bob", "bob"]  # from the token
     code, _, err = await prompts(team, "alice", "rollback", "support")
-    assert code == 1 and "403" in err
+    assert code == 4 and "403" in err
     code, _, err = await prompts(team, "bob", "rollback", "support", "--by", "mallory")
     assert code == 2 and "--by" in err  # who acts is the token's identity, never a flag
 
@@ -201,7 +201,7 @@ async def test_push_sends_every_field_of_the_file(team: Team, tmp_path: Path) ->
     assert (state["known_issues"], state["runbook_notes"]) == ("None known.", "Spare model only.")
     file.write_text('[prompts.support]\nmodel = "chat"\nmessages = []\ncolour = "red"\n')
     code, _, err = await prompts(team, "alice", "push", str(file))
-    assert code == 1 and "400" in err  # an unknown field reaches the gateway, which names it
+    assert code == 4 and "400" in err  # an unknown field reaches the gateway, which names it
 
 
 async def test_the_abort_command_a_runbook_gives_for_a_running_rollout_works(team: Team) -> None:

@@ -80,7 +80,7 @@ async def test_prompts_test_exits_0_on_a_pass_and_1_on_a_failure(
     assert await runs_of(gw) == ["pass", "fail", "fail", "pass", "pass"]
 
 
-async def test_prompts_test_exits_2_when_no_run_could_be_made(
+async def test_prompts_test_exits_with_why_no_run_could_be_made(
     gateway_factory: GatewayFactory, upstream: Upstream, tmp_path: Path
 ) -> None:
     gw = await gateway_factory(gateway_config(upstream.base_url, extra=admins()))
@@ -90,20 +90,25 @@ async def test_prompts_test_exits_2_when_no_run_could_be_made(
     bad_suite.write_text('{"name": "a", "checks": {"json_schema": {"minimun": 1}}}\n')
     nowhere = f"http://127.0.0.1:{free_port()}"
     attempts = [
-        (["support@v1", "--suite", str(suite), "--url", url, "--token", "wrong"], "401"),
-        (["support@v1", "--suite", str(suite), "--url", url, "--token", VIEWER], "403"),
-        (["support@v1", "--suite", str(suite), "--url", nowhere, "--token", "x"], "cannot reach"),
-        (["support@v1", "--dataset", "nope", *cli_connection(gw)], "404: Unknown dataset"),
-        (["nope@v1", "--suite", str(suite), *cli_connection(gw)], "404: Unknown prompt"),
-        (["support@v1", "--suite", str(bad_suite), *cli_connection(gw)], "bad.jsonl:1"),
+        (["support@v1", "--suite", str(suite), "--url", url, "--token", "wrong"], "401", 4),
+        (["support@v1", "--suite", str(suite), "--url", url, "--token", VIEWER], "403", 4),
+        (
+            ["support@v1", "--suite", str(suite), "--url", nowhere, "--token", "x"],
+            "cannot reach",
+            3,
+        ),
+        (["support@v1", "--dataset", "nope", *cli_connection(gw)], "404: Unknown dataset", 4),
+        (["nope@v1", "--suite", str(suite), *cli_connection(gw)], "404: Unknown prompt", 4),
+        (["support@v1", "--suite", str(bad_suite), *cli_connection(gw)], "bad.jsonl:1", 2),
         (
             ["support@v1", "--suite", str(tmp_path / "missing.jsonl"), *cli_connection(gw)],
             "cannot read",
+            2,
         ),
     ]
-    for args, words in attempts:
+    for args, words, status in attempts:  # refused 4, unreachable 3, bad input 2
         code, out, err = await run_cli("prompts", "test", *args)
-        assert code == 2, (args, out, err)
+        assert code == status, (args, out, err)
         assert words in err, (args, err)
         assert "Traceback" not in err
     assert await runs_of(gw) == []  # no failed run recorded for any of them
@@ -175,7 +180,7 @@ async def test_datasets_commands(
     code, _, err = await run_cli(
         "datasets", "add-case", "faq", "--from-request", "gone", *connection
     )
-    assert code == 2 and "404: No captured request 'gone'" in err
+    assert code == 4 and "404: No captured request 'gone'" in err
 
     code, out, _ = await run_cli("datasets", "list", *connection)
     header, row = out.splitlines()
@@ -187,7 +192,7 @@ async def test_datasets_commands(
     code, out, _ = await run_cli("datasets", "show", "faq", "--revision", "1", *connection)
     assert "2 cases" in out.splitlines()[0]
     code, _, err = await run_cli("datasets", "show", "nope", *connection)
-    assert code == 2 and "404" in err
+    assert code == 4 and "404" in err
 
     code, out, err = await run_cli("prompts", "test", "support@v1", "--dataset", "faq", *connection)
     assert code == 0, out + err  # production's answer contains what was asked

@@ -258,7 +258,7 @@ async def test_a_replay_against_a_pinned_baseline_and_shown_again(
     assert "baseline v1" in text and "| min_similarity | 1 | >= 1 | pass |" in text
 
     code, _, err = await run_cli("replay", "show", "support", "rp0nope", *connection(gw))
-    assert code == 2 and "404" in err
+    assert code == 4 and "404" in err
 
 
 async def test_fail_on_gates_ci_exit_1_on_a_regression_and_0_on_a_clean_candidate(
@@ -294,7 +294,7 @@ async def test_fail_on_gates_ci_exit_1_on_a_regression_and_0_on_a_clean_candidat
     assert [r["verdict"]["result"] for r in listed["replays"]] == ["pass", "fail"]  # newest first
 
 
-async def test_a_replay_that_cannot_run_exits_2_and_keeps_nothing(
+async def test_a_replay_that_cannot_run_exits_with_why_and_keeps_nothing(
     gateway_factory: GatewayFactory, session: aiohttp.ClientSession
 ) -> None:
     gw = await gateway_factory(replay_config(capture=False))
@@ -309,16 +309,16 @@ async def test_a_replay_that_cannot_run_exits_2_and_keeps_nothing(
         run_cli(*replay, "--fail-on", "p99=2", *connection(gw)),
         run_cli(*replay, "--fail-on", "cost_ratio=lots", *connection(gw)),
     )
-    said = (
-        "409: No captured requests of prompt 'support'",
-        "401",
-        "needs the author role",
-        "cannot reach",
-        "unknown --fail-on threshold 'p99'",
-        "--fail-on cost_ratio needs a number",
+    said = (  # refused by the gateway 4, unreachable 3, bad input 2
+        ("409: No captured requests of prompt 'support'", 4),
+        ("401", 4),
+        ("needs the author role", 4),
+        ("cannot reach", 3),
+        ("unknown --fail-on threshold 'p99'", 2),
+        ("--fail-on cost_ratio needs a number", 2),
     )
-    for (code, _, err), reason in zip(runs, said, strict=True):
-        assert code == 2 and reason in err, err
+    for (code, _, err), (reason, status) in zip(runs, said, strict=True):
+        assert code == status and reason in err, err
         assert "Traceback" not in err
 
     admin = Admin(gw, session)

@@ -84,7 +84,7 @@ async def test_suite_add_turns_a_captured_request_into_a_case(
     code, _, err = await run_cli(
         "suite", "add", "--from-request", "nope", "--suite", str(suite), *connection
     )
-    assert code == 2 and "404" in err
+    assert code == 4 and "404" in err
 
     code, out, err = await run_cli(
         "prompts", "test", "support@v1", "--suite", str(suite), *cli_connection(gw)
@@ -110,7 +110,7 @@ async def test_cli_usage_errors(
     code, _, err = await run_cli(
         "prompts", "test", "support@v7", "--suite", str(suite), *cli_connection(gw)
     )
-    assert code == 2 and "no version 'v7'" in err
+    assert code == 4 and "no version 'v7'" in err
 
 
 def answer(text: str | None = "", **kwargs: Any) -> RequestRecord:

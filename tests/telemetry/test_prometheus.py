@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+import yaml
 from aiohttp.test_utils import TestServer
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -56,9 +57,26 @@ NO_DATA_EXPECTED = {
     "gateway_store_data_loss_total[15m])>0": "alert: the embedded store never loses its data",
     'up{job="gateway"}==0': "alert: the gateway is up while it is scraped",
     "(gateway_prompt_drift)==1": "alert: no reload moves a route under an approved version",
+    "*scalar(gateway:": "alert: every request is within the latency and TTFT objectives",
+    "gateway_limited_requests_total": "no key has limits in this test",
+    "gateway_budget_spent_usd": "no key has a budget in this test",
 }
+# Metrics of SPEC §12 that the limits and budgets export (the alerts use them).
+LIMIT_METRICS = {
+    "gateway_limited_requests_total": {"key", "team", "limit"},
+    "gateway_budget_spent_usd": {"key", "team", "period"},
+    "gateway_budget_limit_usd": {"key", "team", "period"},
+}
+SCOPE = 'job=~"$job",instance=~"$instance"'  # in every selector of the dashboard
 # Grafana's variables, as the dashboard's defaults ("All") resolve them.
-GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$route": ".*", "$prompt": ".*"}
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "1m",
+    "$__interval": "1m",
+    "$job": ".*",
+    "$instance": ".*",
+    "$route": ".*",
+    "$prompt": ".*",
+}
 
 
 def _binary(name: str) -> str:
@@ -325,9 +343,9 @@ async def prometheus_factory(
                 await process.wait()
 
 
-def dashboard_expressions() -> list[str]:
-    """Every PromQL expression of the dashboard, Grafana's variables resolved; a
-    variable's `label_values(metric, label)` becomes the PromQL it stands for."""
+def dashboard_queries() -> list[str]:
+    """Every PromQL expression of the dashboard as written (panels, annotations, the
+    query variables' `label_values(selector, label)` as the PromQL they stand for)."""
     found: list[str] = []
 
     def walk(node: Any) -> None:
@@ -342,14 +360,23 @@ def dashboard_expressions() -> list[str]:
 
     dashboard = json.loads(DASHBOARD.read_text())
     walk(dashboard["panels"])
+    walk(dashboard["annotations"]["list"])
     for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "datasource":
+            continue
         query = variable["query"]
         query = query["query"] if isinstance(query, dict) else query
-        match = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", query)
+        match = re.fullmatch(r"label_values\((\w+(?:\{[^}]*\})?),\s*(\w+)\)", query)
         assert match, f"variable {variable['name']}: unexpected query {query}"
         found.append(f"count by ({match[2]}) ({match[1]})")
+    return found
+
+
+def dashboard_expressions() -> list[str]:
+    """Every PromQL expression of the dashboard, Grafana's variables resolved as its
+    defaults ("All") resolve them."""
     resolved = []
-    for expr in found:
+    for expr in dashboard_queries():
         for name, value in GRAFANA_VARIABLES.items():
             expr = expr.replace(name, value)
         assert "$" not in expr, f"unresolved Grafana variable in {expr}"
@@ -412,8 +439,8 @@ async def test_dashboard_and_alert_queries_on_a_real_prometheus(
     assert await prom.value('sum(gateway_failovers_total{route="failover"})') == 8
     assert await prom.value('sum(gateway_requests_total{version="v2",status="502"})') >= 48
 
-    # Every rule of alerts.yml is loaded and evaluates without error.
-    expected_rules = len(re.findall(r"^\s*- alert:", ALERTS.read_text(), re.M))
+    # Every rule of alerts.yml (alerts and recording rules) loads and evaluates.
+    expected_rules = len(re.findall(r"^\s*- (?:alert|record):", ALERTS.read_text(), re.M))
     rules: list[dict[str, Any]] = []
 
     async def rules_evaluated() -> bool:
@@ -465,6 +492,23 @@ async def test_dashboard_and_alert_queries_on_a_real_prometheus(
 
     await prom.eventually(f"alerts {sorted(expected)}", alerts_raised, alerts)
 
+    # The dashboard's job and instance variables list the gateway; its reload
+    # annotation shows the failed reload (and the good one) on the gateway's instance.
+    instance = f"127.0.0.1:{gw.server.port}"
+    variables = dashboard_expressions()
+    jobs = await prom.query(next(e for e in variables if e.startswith("count by (job)")))
+    assert [r["metric"]["job"] for r in jobs] == ["gateway"]
+    instances = await prom.query(next(e for e in variables if e.startswith("count by (instance)")))
+    assert [r["metric"]["instance"] for r in instances] == [instance]
+    reloads = next(e for e in variables if "gateway_config_reloads_total" in e and "> 0" in e)
+    marked = {
+        (r["metric"]["instance"], r["metric"]["result"])
+        for r in await prom.query(
+            reloads.replace("[1m]", "[1h]")  # the whole test, not one step of a graph
+        )
+    }
+    assert marked == {(instance, "failure"), (instance, "success")}
+
 
 def _known_metrics() -> dict[str, set[str]]:
     """Every series name the gateway can export (collectors included), with the label
@@ -489,13 +533,22 @@ def _known_metrics() -> dict[str, set[str]]:
 
 def test_dashboard_and_alerts_use_only_the_gateways_metric_and_label_names() -> None:
     known = _known_metrics()
+    for name, label_names in LIMIT_METRICS.items():
+        known.setdefault(name, label_names)
     known["up"] = set()  # Prometheus's own, per scrape target
     scrape_labels = {"instance", "job"}
-    alerts = ALERTS.read_text()
-    alert_exprs = re.findall(r"expr: \|?\n?((?:.|\n)*?)\n\s+(?:for|labels):", alerts)
-    assert len(alert_exprs) == len(re.findall(r"^\s*- alert:", alerts, re.M))
-    exprs = dashboard_expressions() + alert_exprs
+    rules = [r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]]
+    recorded = {r["record"] for r in rules if "record" in r}
+    exprs = dashboard_expressions() + [str(r["expr"]) for r in rules]
     for expr in exprs:
+        # A series recorded in alerts.yml (level:metric:operations) is checked as a name.
+        uses = set(re.findall(r"\b[a-z_]+:[a-z0-9_:]+", expr))
+        assert uses <= recorded, f"{uses - recorded} recorded nowhere, in {expr}"
+        expr = re.sub(r"\b[a-z_]+:[a-z0-9_:]+", "", expr)
+        if expr.startswith("vector(") or (
+            uses and not re.search(r"\b(?:gateway|process|python)_", expr)
+        ):
+            continue  # a constant (an objective), or recorded series only
         names = set(re.findall(r"\b((?:gateway|process|python)_[a-z_]+|up)\b(?!\s*\()", expr))
         assert names, expr
         unknown = names - known.keys()
@@ -579,12 +632,13 @@ def test_compose_files_agree_with_each_other() -> None:
 
     # Grafana: the datasource is the prometheus service, with the uid the dashboard
     # uses; the dashboard provider reads the directory the dashboard is mounted at.
+    # The dashboard names no uid: its data source variable picks the default one.
     datasource = (DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text()
     assert "url: http://prometheus:9090" in datasource
-    uid = re.findall(r"^\s+uid: (\S+)$", datasource, re.M)
+    assert "type: prometheus" in datasource and "isDefault: true" in datasource
     dashboard = json.loads(DASHBOARD.read_text())
     panels = [p for p in dashboard["panels"] if p["type"] != "row"]
-    assert {p["datasource"]["uid"] for p in panels} == set(uid)
+    assert {p["datasource"]["uid"] for p in panels} == {"${datasource}"}
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
     provider = (DEPLOY / "grafana/provisioning/dashboards/gateway.yml").read_text()
     assert f"path: {mounted['deploy/grafana/dashboards']}" in provider
@@ -648,3 +702,56 @@ async def test_compose_config_serves_the_load_generator(
     for route in ("chat", "claude", "fast", "slow"):
         assert f'route="{route}"' in page, route
     assert re.search(r'gateway_requests_total{prompt="support-reply"[^}]*status="200"', page)
+
+
+def test_dashboard_has_a_datasource_input_and_job_and_instance_everywhere() -> None:
+    """Importable anywhere: no data source uid but `${datasource}`, and every selector of
+    every query (panels, annotations, the variables after job) scoped by `$job` and
+    `$instance`; config reloads and rollout decisions are annotations."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert list(variables)[:3] == ["datasource", "job", "instance"]
+    assert (variables["datasource"]["type"], variables["datasource"]["query"]) == (
+        "datasource",
+        "prometheus",
+    )
+    assert variables["datasource"]["current"] == {}  # Grafana's default data source
+    assert variables["instance"]["definition"] == (
+        'label_values(gateway_build_info{job=~"$job"}, instance)'
+    )
+    for name in ("job", "instance", "route", "prompt"):
+        assert variables[name]["includeAll"] and variables[name]["allValue"] == ".*", name
+
+    uids: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            source = node.get("datasource")
+            if isinstance(source, dict) and source.get("type") == "prometheus":
+                uids.add(source["uid"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(dashboard)
+    assert uids == {"${datasource}"}
+
+    queries = dashboard_queries()
+    assert len(queries) > 50
+    for query in queries:
+        if query == "count by (job) (gateway_build_info)":
+            continue  # the job variable itself
+        selectors = re.findall(r"\b(?:gateway|process)_[a-z_]+\b(?!\s*\()(\{[^}]*\})?", query)
+        assert selectors, query
+        scope = 'job=~"$job"' if "count by (instance)" in query else SCOPE
+        for selector in selectors:
+            assert selector.startswith("{" + scope), f"{selector or 'no selector'} in {query}"
+
+    annotations = {a["name"]: a for a in dashboard["annotations"]["list"]}
+    assert "gateway_config_reloads_total" in annotations["Config reloads"]["expr"]
+    assert "gateway_rollout_events_total" in annotations["Rollout decisions"]["expr"]
+    for name in ("Config reloads", "Rollout decisions"):
+        assert annotations[name]["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert annotations[name]["enable"] is True
