@@ -193,6 +193,8 @@ def new_call(
     plan, prompted = _plan(request, runtime, model, body, upstream_body, key, prompted_as)
     if prompted is not None:
         upstream_body = prompted.body
+    if runtime.config.guards and request.path in UNGUARDED_PATHS:
+        refuse_if_guarded(runtime, plan, request.path)
     ingress = request[INGRESS]
     options = body.get("stream_options")
     user = request.headers.get(USER_HEADER) or body.get("user")
@@ -222,6 +224,24 @@ def new_call(
     notify_start(request.app[OBSERVERS], call)
     ingress.planned = True  # from here on the call records itself
     return call
+
+
+# Answers that come out in another API's shape: output guards check chat completions.
+UNGUARDED_PATHS = frozenset({"/v1/responses", "/v1/messages", "/v1/completions"})
+
+
+def refuse_if_guarded(runtime: Runtime, plan: RoutePlan, path: str) -> None:
+    """A route or prompt with output guards answers only where they run: a held or
+    blocked answer must not come out through another door."""
+    prompt = runtime.config.prompts.get(plan.prompt) if plan.prompt else None
+    if plan.route.guards or (prompt is not None and prompt.guards):
+        raise ApiError(
+            400,
+            f"This route checks its answers with output guards, which {path} does not "
+            "run: use /v1/chat/completions.",
+            param="model",
+            code="guarded_route",
+        )
 
 
 def _plan(

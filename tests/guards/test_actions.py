@@ -9,7 +9,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.conftest import AiohttpServer, Gateway
+from tests.conftest import CLIENT_TOKEN, AiohttpServer, Gateway
 from tests.eval_support import ADMIN
 from tests.guards.support import Hook, admin_call, config, scripted_upstream, webhook
 
@@ -260,3 +260,29 @@ async def test_fallback_with_no_target_or_version_left_is_a_block(
         await ask(gw)
     assert refused.value.code == "guard_failed"
     assert await guard_results(gw) == {"fail": 2.0}
+
+
+async def test_a_guarded_route_answers_through_no_other_api(
+    gateway_factory: Start, aiohttp_server: AiohttpServer
+) -> None:
+    """A held or blocked answer must not come out of /v1/responses, /v1/messages or
+    /v1/completions, where the guards do not run: those are refused before any call."""
+    url, script = await scripted_upstream(aiohttp_server, "fine")
+    gw = await gateway_factory(config([url], guarded('max_chars = 10\non_fail = "hold"')))
+    bodies = {
+        "/v1/responses": {"model": "chat", "input": "hello"},
+        "/v1/messages": {"model": "chat", "max_tokens": 5, "messages": USER},
+        "/v1/completions": {"model": "chat", "prompt": "hello"},
+    }
+    async with aiohttp.ClientSession() as session:
+        for path, body in bodies.items():
+            headers = {"Authorization": f"Bearer {CLIENT_TOKEN}"}
+            async with session.post(gw.url(path), json=body, headers=headers) as response:
+                assert response.status == 400, path
+                error = await response.json()
+            if path == "/v1/messages":  # Anthropic's shape there
+                assert error["error"]["type"] == "invalid_request_error"
+                assert "/v1/chat/completions" in error["error"]["message"]
+            else:
+                assert error["error"]["code"] == "guarded_route", path
+    assert script.asked == []  # nothing reached the provider
