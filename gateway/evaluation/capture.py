@@ -107,9 +107,7 @@ class Capture:
             "request_id": r.request_id,
             "ts": time.time(),
             "route": r.route,
-            "key": r.key or None,
-            "team": r.team or None,
-            "user": r.user or None,
+            "user": r.user or None,  # the end user; never the key (not even its name)
             "prompt": r.prompt,
             "version": r.version,
             "provider": r.provider,

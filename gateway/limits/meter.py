@@ -55,7 +55,9 @@ class Meter:
         if leases.local:  # one process: the store answers at once, the limit is exact
             need = self.used + cost - self.granted
             if need > 0 and not self.exhausted:
-                self.apply(leases.draw_now(self.draw(need)), need)
+                # A batch at a time (never past the limit): fewer draws, still exact.
+                want = max(need, self.batch)
+                self.apply(leases.draw_now(self.draw(want)), want)
             return self.used + cost <= self.granted
         if not store_ok:
             # Open: each replica counts alone against the whole limit; closed: only

@@ -181,8 +181,6 @@ class Telemetry:
             "prompt": o.prompt or None,
             "version": o.version or None,
             "key": o.key or None,
-            "team": o.team or None,
-            "user": o.user or None,
             "role": o.role,
             "primary_request_id": o.primary_request_id or None,
             "provider": o.provider or None,
@@ -196,6 +194,10 @@ class Telemetry:
             "error": o.error or None,
             "pid": self._pid,
         }
+        if o.team:  # only when known: most lines need neither
+            line["team"] = o.team
+        if o.user:
+            line["user"] = o.user
         if o.usage is not None:
             line["input_tokens"] = o.usage.input_tokens
             line["output_tokens"] = o.usage.output_tokens

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,8 @@ import pytest
 from gateway.appkeys import LIMITER, SPEND_WRITER
 from gateway.cli.main import main
 from gateway.config.keys import ClientKey
+from gateway.config.loader import load_config
+from gateway.config.source import ConfigError
 from tests.conftest import CLIENT_TOKEN, Gateway, key_sha256
 
 ADMIN = "admin-secret-token"
@@ -222,3 +225,20 @@ async def test_the_spend_command_prints_the_top_spenders(
     assert "spend by user" in out
     (row,) = [line for line in out.splitlines() if line.startswith("dana")]
     assert row.split()[1] == "1"  # one request
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('unpriced = "maybe"', "limits.unpriced"),
+        ('on_store_error = "retry"', "limits.on_store_error"),
+    ],
+)
+def test_a_bad_limits_setting_is_a_load_error_naming_it(
+    tmp_path: Path, line: str, key: str
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(f"[limits]\n{line}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert key in str(error.value)
