@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.cli.admin import AdminClient, AdminError, add_connection_args
+from gateway.cli.exits import exit_code
 from gateway.cli.prompt_changes import local_time
 
 
@@ -60,7 +61,7 @@ def run_feedback(args: argparse.Namespace) -> int:
         return commands[args.feedback_command](args)
     except AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
 
 
 def _quoted(text: str) -> str:

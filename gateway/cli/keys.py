@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from gateway.cli.admin import AdminClient, AdminError, add_connection_args
+from gateway.cli.exits import exit_code
 
 
 def add_keys_parser(commands: Any) -> None:
@@ -52,7 +53,7 @@ def run_keys(args: argparse.Namespace) -> int:
         answer = _call(client, args)
     except AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exit_code(exc)
     if args.json:
         print(json.dumps(answer, indent=2))
     elif args.keys_command == "list":

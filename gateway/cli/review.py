@@ -13,6 +13,7 @@ import urllib.parse
 from typing import Any
 
 from gateway.cli.admin import AdminClient, AdminError, add_connection_args
+from gateway.cli.exits import exit_code
 
 STATES = ("pending", "approved", "rejected", "expired")
 
@@ -55,7 +56,7 @@ def run_review(args: argparse.Namespace) -> int:
             answer = client.call("POST", f"/reviews/{_quoted(args.id)}/{command}", body)
     except AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exit_code(exc)
     if args.json:
         print(json.dumps(answer, indent=2))
     elif command == "list":

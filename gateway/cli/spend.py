@@ -10,6 +10,7 @@ import urllib.parse
 from typing import Any
 
 from gateway.cli.admin import AdminClient, AdminError, add_connection_args
+from gateway.cli.exits import exit_code
 
 
 def add_spend_parser(commands: Any) -> None:
@@ -27,7 +28,7 @@ def run_spend(args: argparse.Namespace) -> int:
         answer = client.call("GET", f"/spend?{query}")
     except AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exit_code(exc)
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0

@@ -276,7 +276,7 @@ async def test_prompts_cli(setup: Any, tmp_path: Path) -> None:
     code, out, _ = await _cli(gw, "push", str(file))
     assert code == 0 and "support: v2 (draft" in out
     code, _, err = await _cli(gw, "weights", "support", "v1=90", "v2=10")
-    assert code == 1 and "409" in err
+    assert code == 4 and "409" in err  # refused by the gateway
     code, out, _ = await _cli(gw, "approve", "support", "v2", "--note", "ok")
     assert code == 0 and "approved" in out
     code, out, _ = await _cli(gw, "weights", "support", "v1=90", "v2=10", "--reason", "canary")
@@ -288,7 +288,7 @@ async def test_prompts_cli(setup: Any, tmp_path: Path) -> None:
     code, out, _ = await _cli(gw, "show", "support", "--json")
     assert code == 0 and json.loads(out)["routing"]["weights"] == {"v1": 100}
     code, _, err = await _cli(gw, "list", token="wrong")
-    assert code == 1 and "401" in err
+    assert code == 4 and "401" in err
 
 
 async def test_a_bad_field_is_named_and_who_acts_comes_from_the_token(setup: Any) -> None:

@@ -68,7 +68,7 @@ async def test_label_show_and_list_feedback_from_the_command_line(
 
     # A viewer cannot label; the refusal names the role.
     code, _, err = await run_cli("captures", "label", "req-2", "x", *url, "--token", VIEWER)
-    assert code == 2 and "403" in err and "reviewer" in err
+    assert code == 4 and "403" in err and "reviewer" in err
     code, out, err = await run_cli(
         "captures", "unlabel", "req-1", "too-long", *url, "--token", REVIEWER
     )

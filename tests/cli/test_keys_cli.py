@@ -90,4 +90,4 @@ async def test_the_key_commands_drive_the_admin_api(gateway: Served) -> None:
     assert await status_of(gateway, rotated) == 401
 
     code, out = await cli(gateway, "create", "app")
-    assert code == 1 and "409" in out and "exists already" in out
+    assert code == 4 and "409" in out and "exists already" in out

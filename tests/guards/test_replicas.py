@@ -161,7 +161,7 @@ async def test_two_replicas_share_one_review_queue(
         assert view["status"] == "approved"
         assert view["completion"]["choices"][0]["message"]["content"] == "Ask support."
         code, _, err = await run_cli("review", "reject", review_id, *cli)
-        assert code == 1 and "409" in err
+        assert code == 4 and "409" in err
 
         # The access log line of the held request names the guard's verdict.
         logged = [orjson.loads(x) for x in a.lines if x.startswith(b"{") and b'"guards"' in x]

@@ -391,7 +391,7 @@ async def test_prompt_shadow_versions_reported_by_admin_api_and_cli(
     code, out, _ = await cli(gw, "chat", "--route", "--json")
     assert code == 0 and json.loads(out)["comparisons"] == []
     code, _, err = await cli(gw, "nope")
-    assert code == 1 and "404" in err
+    assert code == 4 and "404" in err  # refused by the gateway
 
 
 async def cli(gw: Gateway, *args: str) -> tuple[int, str, str]:
