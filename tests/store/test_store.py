@@ -231,8 +231,11 @@ async def test_load_all_returns_everything(store: Store) -> None:
 
 @pytest.fixture
 async def clients(redis_config: RedisConfig) -> AsyncIterator[list[RedisStore]]:
-    """Four clients of one Redis, as four replicas would be."""
-    stores = [RedisStore.from_config(redis_config) for _ in range(4)]
+    """Four clients of one Redis, as four replicas would be. Tens of optimistic
+    transactions at once queue for connections: no outage is tested here, so a loaded
+    machine gets seconds, not the outage tests' half second, before a command gives up."""
+    patient = replace(redis_config, socket_timeout_s=5.0, connect_timeout_s=5.0)
+    stores = [RedisStore.from_config(patient) for _ in range(4)]
     try:
         yield stores
     finally:
