@@ -73,9 +73,14 @@ def _conversation(prompt: list[Any], client: list[Any]) -> list[Any]:
 
 
 def native_request(
-    provider: ProviderConfig, body: bytes, stream: bool, headers: Mapping[str, str]
+    provider: ProviderConfig,
+    body: bytes,
+    stream: bool,
+    headers: Mapping[str, str],
+    path: str = "/v1/messages",
 ) -> UpstreamRequest:
-    """`headers`: the client's `anthropic-version` and `anthropic-beta`, passed on."""
+    """`headers`: the client's `anthropic-version` and `anthropic-beta`, passed on;
+    `path`: the Messages API's endpoint (its token counter too)."""
     sent = {
         "content-type": "application/json",
         "accept": "text/event-stream" if stream else "application/json",
@@ -87,7 +92,7 @@ def native_request(
     key = provider.api_key.reveal()
     if key:
         sent["x-api-key"] = key
-    return UpstreamRequest(f"{provider.base_url}/v1/messages", sent, body)
+    return UpstreamRequest(f"{provider.base_url}{path}", sent, body)
 
 
 def read_message(raw: bytes) -> Usage | None:

@@ -15,13 +15,11 @@ import orjson
 from aiohttp import web
 
 from gateway.appkeys import PROMPTS, RUNTIME
-from gateway.config.loader import ClientKey, ProviderConfig
+from gateway.config.loader import ClientKey
 from gateway.errors import ApiError, DomainError, UpstreamError, api_error
 from gateway.prompts.versions import render_messages
-from gateway.providers.anthropic import API_VERSION
-from gateway.providers.base import UpstreamRequest
 from gateway.providers.messages_errors import reshaped
-from gateway.providers.messages_native import native_body
+from gateway.providers.messages_native import native_body, native_request
 from gateway.proxy.ingress import authenticate, check_field, read_json
 from gateway.proxy.pipeline import as_sent, exchange
 from gateway.proxy.routing import PROMPT_PREFIX, RoutePlan, plan_model_route, plan_prompt_route
@@ -64,9 +62,11 @@ async def _count(request: web.Request) -> web.Response:
         if provider is None or provider.config.type != "anthropic":
             continue
         try:
-            raw, _, back = await exchange(
-                provider, _upstream(provider.config, target.model, native), _TIMEOUT_S, as_sent
+            payload = orjson.dumps({**native, "model": target.model})
+            sent = native_request(
+                provider.config, payload, False, request.headers, COUNT_TOKENS_PATH
             )
+            raw, _, back = await exchange(provider, sent, _TIMEOUT_S, as_sent)
         except UpstreamError as error:
             if error.reason == "client_error":  # the request's fault: the same everywhere
                 raise ApiError(error.status or 400, str(error), code="invalid_request") from None
@@ -89,15 +89,6 @@ def _plan(
     plan, version = plan_prompt_route(runtime, request.app[PROMPTS].current, model, key, None)
     variables = body.get("prompt_variables") or {}
     return plan, render_messages(version.content, variables), version.content.params
-
-
-def _upstream(provider: ProviderConfig, model: str, native: Mapping[str, Any]) -> UpstreamRequest:
-    headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
-    key = provider.api_key.reveal()
-    if key:
-        headers["x-api-key"] = key
-    payload = orjson.dumps({**native, "model": model})
-    return UpstreamRequest(f"{provider.base_url}{COUNT_TOKENS_PATH}", headers, payload)
 
 
 def estimate_tokens(native: Mapping[str, Any]) -> int:
