@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
 
 from gateway.appkeys import CAPTURE
@@ -380,3 +381,27 @@ def replay_requests(metrics: str) -> float:
         for line in metrics.splitlines()
         if line.startswith("gateway_requests_total{") and 'role="replay"' in line
     )
+
+
+async def test_a_replay_leaves_legacy_completions_captures_out(
+    gateway_factory: GatewayFactory, session: aiohttp.ClientSession
+) -> None:
+    """A replay sends chat bodies: a captured `/v1/completions` request (a `prompt`
+    param, no messages) of the same prompt is not one of its cases."""
+    gw = await gateway_factory(replay_config())
+    await production(gw, 3)
+    async with gw.client(api_key=CLIENT_TOKEN) as client:
+        with pytest.raises(openai.BadRequestError):  # the mock has no completions endpoint
+            await client.completions.create(
+                model="prompt:support",
+                prompt="question",
+                extra_body={"prompt_variables": {"product": "Acme"}},
+            )
+    await gw.app[CAPTURE].flush()
+    status, listed = await Admin(gw, session).call("GET", "/captures?prompt=support&limit=10")
+    assert status == 200 and len(listed["captures"]) == 4  # the completion is captured
+    status, kept = await Admin(gw, session).call(
+        "POST", "/prompts/support/replays", {"candidate": "v1", "limit": 10}
+    )
+    assert status == 201, kept
+    assert kept["counts"]["requests"] == 3
